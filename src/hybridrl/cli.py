@@ -1,0 +1,156 @@
+"""The ``hybridrl`` command line.
+
+::
+
+    hybridrl train ALGORITHM [--preset smoke|cpu|paper] [--run-dir DIR] [--no-progress] [OPTIONS]
+    hybridrl resume RUN_DIR
+    hybridrl eval RUN_DIR [--episodes N]
+    hybridrl sweep SPEC.yaml | results DIR | report DIR
+
+User errors (unknown env, bad option, missing run dir, corrupt checkpoint) print one message and
+exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hybridrl.errors import HybridRLError
+
+_USAGE = """usage: hybridrl COMMAND ...
+
+commands:
+  train ALGORITHM   train a new run (`hybridrl train --help` lists algorithms)
+  resume RUN_DIR    continue an interrupted run from its last checkpoint
+  eval RUN_DIR      evaluate a run's checkpoint on fresh episodes
+  sweep SPEC.yaml   run a grid of runs (algorithms x envs x seeds x overrides)
+  results DIR       collect every run under DIR into one table
+  report DIR        write report.md and figures for the runs under DIR
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hybridrl`` script; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] in ("-h", "--help"):
+        print(_USAGE)
+        return 0 if arguments else 2
+    command, rest = arguments[0], arguments[1:]
+    commands: dict[str, Callable[[list[str]], int]] = {
+        "train": _train, "resume": _resume, "eval": _eval,
+        "sweep": _experiments("sweep_main"), "results": _experiments("results_main"),
+        "report": _experiments("report_main"),
+    }
+    if command not in commands:
+        print(f"hybridrl: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](rest)
+    except HybridRLError as error:
+        print(f"hybridrl: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nhybridrl: interrupted; continue from the last checkpoint with `hybridrl resume RUN_DIR`",
+              file=sys.stderr)
+        return 130
+
+
+def _experiments(name: str) -> Callable[[list[str]], int]:
+    def run(rest: list[str]) -> int:
+        from hybridrl.experiments import cli as experiments_cli
+
+        command: Callable[[list[str]], int] = getattr(experiments_cli, name)
+        return command(rest)
+
+    return run
+
+
+def _train(rest: list[str]) -> int:
+    from hybridrl.algorithms import algorithm_names, get_algorithm
+
+    if not rest or rest[0] in ("-h", "--help"):
+        print("usage: hybridrl train ALGORITHM [--preset smoke|cpu|paper] [--run-dir DIR] [--no-progress] "
+              "[OPTIONS]\n\nalgorithms:")
+        for name in algorithm_names():
+            print(f"  {name:10s} {get_algorithm(name).summary}")
+        print("\n`hybridrl train ALGORITHM --preset P --help` lists the options with preset P's defaults.")
+        return 0 if rest else 2
+    spec = get_algorithm(rest[0])
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    known, options = parser.parse_known_args(rest[1:])
+    base = spec.make_config(known.preset)
+    config = _parse_config(spec.config_cls, base, options, prog=f"hybridrl train {spec.name}")
+    config = spec.make_config(known.preset, **_changed_fields(base, config))
+    from hybridrl import runs
+
+    result = runs.start(spec, config, known.run_dir, progress=known.progress)
+    _finish(result.run_dir, result.final)
+    return 0
+
+
+def _parse_config(config_cls: type, default: Any, options: list[str], prog: str) -> Any:
+    import tyro
+
+    description = ("Options not listed here: --preset smoke|cpu|paper (defaults below are this preset's), "
+                   "--run-dir DIR, --[no-]progress.")
+    return tyro.cli(config_cls, default=default, args=options, prog=prog, description=description)
+
+
+def _changed_fields(base: Any, config: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+            if field.name != "preset" and getattr(config, field.name) != getattr(base, field.name)}
+
+
+def _resume(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hybridrl resume", description="Continue a run from its last checkpoint.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    arguments = parser.parse_args(rest)
+    from hybridrl import runs
+
+    result = runs.resume(arguments.run_dir, progress=arguments.progress)
+    _finish(result.run_dir, result.final)
+    return 0
+
+
+def _eval(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hybridrl eval", description="Evaluate a run's checkpoint.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval_episodes)")
+    arguments = parser.parse_args(rest)
+    from hybridrl import runs
+
+    result = runs.evaluate(arguments.run_dir, arguments.episodes)
+    print(_describe_eval(result) + f"  (written to {arguments.run_dir / 'eval.json'})")
+    return 0
+
+
+def _describe_eval(result: dict[str, Any]) -> str:
+    text = f"eval return {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
+    if "eval/normalized_score" in result:
+        text += f" (normalised score {result['eval/normalized_score']:.1f})"
+    return text
+
+
+def _finish(run_dir: Path, final: dict[str, Any]) -> None:
+    from hybridrl.core.plotting import plot_learning_curve
+
+    title = f"{final.get('algorithm')} on {final.get('env')}, seed {final.get('seed')}"
+    plot = plot_learning_curve(run_dir, title)
+    print(f"{final.get('algorithm')} on {final.get('env')} (seed {final.get('seed')}): {final.get('step')} steps "
+          f"in {final.get('wall_time_s', 0.0):.1f} s; {_describe_eval(final)}; "
+          f"run dir {os.fspath(run_dir)}, learning curve {plot.name}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,2 @@
+"""Shared components every algorithm is built on: networks, normalisers, rollout storage, seeding,
+logging, checkpoints and evaluation."""

@@ -1,0 +1,126 @@
+"""Action distributions that work on JAX arrays (for updates) and numpy arrays (for rollouts).
+
+Each distribution holds its parameters and picks its array module from them, so one
+implementation serves the jitted update and the host-side rollout, which runs in numpy because a
+jitted call per environment step costs as much as a MuJoCo step. Randomness enters as explicit
+noise (``sample_from_noise``) or an explicit JAX key (``sample``); nothing global.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+Array = Any  # a jax.Array or a numpy.ndarray
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def array_module(value: Array) -> Any:
+    """``numpy`` for numpy inputs, ``jax.numpy`` otherwise."""
+    return np if isinstance(value, np.ndarray | np.generic) else jnp
+
+
+@struct.dataclass
+class DiagGaussian:
+    """Diagonal Gaussian over actions, optionally squashed by tanh into (-1, 1).
+
+    With ``squash`` the density of ``a = tanh(u)`` includes the change-of-variables term
+    ``-sum log(1 - tanh(u)^2)`` (SAC, Haarnoja et al. 2018, appendix C).
+    """
+
+    mean: Array
+    log_std: Array
+    squash: bool = struct.field(pytree_node=False, default=False)
+
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of the standard-normal noise :meth:`sample_from_noise` takes."""
+        return tuple(self.mean.shape)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """The action for standard-normal ``noise`` (reparameterised)."""
+        xp = array_module(self.mean)
+        pre_squash = self.mean + xp.exp(self.log_std) * noise
+        return xp.tanh(pre_squash) if self.squash else pre_squash
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """An action drawn with a JAX key."""
+        return self.sample_from_noise(jax.random.normal(key, self.mean.shape, dtype=self.mean.dtype))
+
+    def log_prob(self, action: Array) -> Array:
+        """Log-density of ``action`` summed over action dimensions."""
+        xp = array_module(self.mean)
+        if self.squash:
+            # Clip away from +-1 so atanh stays finite for actions that hit the bound.
+            limit = 1.0 - 1e-6
+            clipped = xp.clip(action, -limit, limit)
+            pre_squash = xp.arctanh(clipped)
+            log_det = xp.sum(xp.log(1.0 - clipped**2 + 1e-6), axis=-1)
+            return _gaussian_log_prob(xp, pre_squash, self.mean, self.log_std) - log_det
+        return _gaussian_log_prob(xp, action, self.mean, self.log_std)
+
+    def entropy(self) -> Array:
+        """Entropy of the unsquashed Gaussian (the squashed one has no closed form)."""
+        xp = array_module(self.mean)
+        log_std = xp.broadcast_to(self.log_std, self.mean.shape)
+        return xp.sum(log_std + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+
+    def mode(self) -> Array:
+        """The deterministic (mean) action, squashed if the distribution is."""
+        xp = array_module(self.mean)
+        return xp.tanh(self.mean) if self.squash else self.mean
+
+
+def _gaussian_log_prob(xp: Any, value: Array, mean: Array, log_std: Array) -> Array:
+    z = (value - mean) * xp.exp(-log_std)
+    return xp.sum(-0.5 * z**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
+
+
+@struct.dataclass
+class Categorical:
+    """Categorical distribution over ``n`` discrete actions, from unnormalised logits."""
+
+    logits: Array
+
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of the uniform(0, 1) noise :meth:`sample_from_noise` takes (Gumbel-max trick)."""
+        return tuple(self.logits.shape)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """The action for uniform(0, 1) ``noise`` via the Gumbel-max trick."""
+        xp = array_module(self.logits)
+        gumbel = -xp.log(-xp.log(xp.clip(noise, 1e-12, 1.0 - 1e-12)))
+        return xp.argmax(self.logits + gumbel, axis=-1)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """An action drawn with a JAX key."""
+        return jax.random.categorical(key, self.logits, axis=-1)
+
+    def log_probs(self) -> Array:
+        """Normalised log-probabilities of every action."""
+        xp = array_module(self.logits)
+        shifted = self.logits - xp.max(self.logits, axis=-1, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+    def log_prob(self, action: Array) -> Array:
+        """Log-probability of integer ``action``."""
+        xp = array_module(self.logits)
+        index = xp.asarray(action).astype(np.int32)[..., None]
+        return xp.take_along_axis(self.log_probs(), index, axis=-1)[..., 0]
+
+    def entropy(self) -> Array:
+        """Entropy in nats."""
+        xp = array_module(self.logits)
+        log_probs = self.log_probs()
+        return -xp.sum(xp.exp(log_probs) * log_probs, axis=-1)
+
+    def mode(self) -> Array:
+        """The most likely action."""
+        return array_module(self.logits).argmax(self.logits, axis=-1)
+
+
+Distribution = DiagGaussian | Categorical

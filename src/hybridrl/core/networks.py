@@ -1,0 +1,218 @@
+"""Flax linen networks: MLP, Gaussian and categorical policies, value and Q heads, and a batched
+ensemble wrapper.
+
+Every network also runs in numpy through ``apply_numpy(params, inputs)``, which gives the same
+numbers as ``apply`` without a jitted call per environment step (see :mod:`distributions`).
+Initialisation follows the PPO implementation details (Huang et al. 2022): orthogonal weights with
+gain sqrt(2) in hidden layers, 0.01 for the policy output and 1 for value outputs, zero biases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybridrl.core.distributions import Categorical, DiagGaussian
+
+Params = Mapping[str, Any]
+
+_ACTIVATIONS: dict[str, tuple[Callable[[jax.Array], jax.Array], Callable[[np.ndarray], np.ndarray]]] = {
+    "tanh": (jnp.tanh, np.tanh),
+    "relu": (nn.relu, lambda x: np.maximum(x, 0.0)),
+    "elu": (nn.elu, lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))),
+    "silu": (nn.silu, lambda x: x / (1.0 + np.exp(-x))),
+}
+
+
+def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name][0]
+
+
+def _dense_numpy(params: Params, x: np.ndarray) -> np.ndarray:
+    return x @ np.asarray(params["kernel"]) + np.asarray(params["bias"])
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron: hidden layers with an activation, then an optional linear output.
+
+    :param hidden_sizes: width of each hidden layer.
+    :param output_size: width of the linear output layer; ``None`` returns the last hidden layer.
+    :param activation: ``"tanh"``, ``"relu"``, ``"elu"`` or ``"silu"``.
+    :param hidden_gain: orthogonal-init gain of hidden layers.
+    :param output_gain: orthogonal-init gain of the output layer.
+    """
+
+    hidden_sizes: Sequence[int]
+    output_size: int | None = None
+    activation: str = "tanh"
+    hidden_gain: float = math.sqrt(2.0)
+    output_gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = _activation(self.activation)
+        for index, width in enumerate(self.hidden_sizes):
+            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(self.hidden_gain),
+                             bias_init=nn.initializers.zeros, name=f"hidden_{index}")(x))
+        if self.output_size is not None:
+            x = nn.Dense(self.output_size, kernel_init=nn.initializers.orthogonal(self.output_gain),
+                         bias_init=nn.initializers.zeros, name="output")(x)
+        return x
+
+    @nn.nowrap
+    def apply_numpy(self, params: Params, x: np.ndarray) -> np.ndarray:
+        """``apply`` in numpy; ``params`` is this module's parameter dict (without ``"params"``)."""
+        act = _ACTIVATIONS[self.activation][1]
+        for index in range(len(self.hidden_sizes)):
+            x = act(_dense_numpy(params[f"hidden_{index}"], x))
+        if self.output_size is not None:
+            x = _dense_numpy(params["output"], x)
+        return x
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian policy: an MLP torso, a linear mean, and a log-std.
+
+    :param action_dim: number of action dimensions.
+    :param hidden_sizes: torso widths.
+    :param activation: torso activation.
+    :param state_dependent_std: log-std from a linear head on the torso (SAC style) instead of a
+        free, state-independent parameter (PPO style).
+    :param log_std_init: initial value of the state-independent log-std.
+    :param log_std_bounds: clip range of a state-dependent log-std.
+    :param squash: tanh-squash actions into (-1, 1).
+    """
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    state_dependent_std: bool = False
+    log_std_init: float = 0.0
+    log_std_bounds: tuple[float, float] = (-20.0, 2.0)
+    squash: bool = False
+    mean_gain: float = 0.01
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> DiagGaussian:
+        features = MLP(self.hidden_sizes, None, self.activation, name="torso")(observation)
+        mean = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(self.mean_gain),
+                        bias_init=nn.initializers.zeros, name="mean")(features)
+        if self.state_dependent_std:
+            log_std = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(self.mean_gain),
+                               bias_init=nn.initializers.constant(self.log_std_init), name="log_std")(features)
+            log_std = jnp.clip(log_std, *self.log_std_bounds)
+        else:
+            log_std_param = self.param("log_std", nn.initializers.constant(self.log_std_init),
+                                       (self.action_dim,))
+            log_std = jnp.broadcast_to(log_std_param, mean.shape)
+        return DiagGaussian(mean=mean, log_std=log_std, squash=self.squash)
+
+    @nn.nowrap
+    def apply_numpy(self, params: Params, observation: np.ndarray) -> DiagGaussian:
+        """``apply`` in numpy; returns a numpy-backed :class:`DiagGaussian`."""
+        torso = MLP(self.hidden_sizes, None, self.activation, parent=None)
+        features = torso.apply_numpy(params["torso"], observation)
+        mean = _dense_numpy(params["mean"], features)
+        if self.state_dependent_std:
+            log_std = np.clip(_dense_numpy(params["log_std"], features), *self.log_std_bounds)
+        else:
+            log_std = np.broadcast_to(np.asarray(params["log_std"]), mean.shape)
+        return DiagGaussian(mean=mean, log_std=log_std, squash=self.squash)
+
+
+class CategoricalPolicy(nn.Module):
+    """Categorical policy over ``num_actions`` discrete actions: an MLP producing logits."""
+
+    num_actions: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    logits_gain: float = 0.01
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> Categorical:
+        logits = MLP(self.hidden_sizes, self.num_actions, self.activation,
+                     output_gain=self.logits_gain, name="mlp")(observation)
+        return Categorical(logits=logits)
+
+    @nn.nowrap
+    def apply_numpy(self, params: Params, observation: np.ndarray) -> Categorical:
+        """``apply`` in numpy; returns a numpy-backed :class:`Categorical`."""
+        mlp = MLP(self.hidden_sizes, self.num_actions, self.activation, output_gain=self.logits_gain,
+                  parent=None)
+        return Categorical(logits=mlp.apply_numpy(params["mlp"], observation))
+
+
+class ValueHead(nn.Module):
+    """State-value network V(s): an MLP with one linear output, squeezed to a scalar per state."""
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    output_gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, observation: jax.Array) -> jax.Array:
+        return MLP(self.hidden_sizes, 1, self.activation, output_gain=self.output_gain,
+                   name="mlp")(observation)[..., 0]
+
+    @nn.nowrap
+    def apply_numpy(self, params: Params, observation: np.ndarray) -> np.ndarray:
+        """``apply`` in numpy."""
+        mlp = MLP(self.hidden_sizes, 1, self.activation, output_gain=self.output_gain, parent=None)
+        return mlp.apply_numpy(params["mlp"], observation)[..., 0]
+
+
+class QHead(nn.Module):
+    """Action-value network Q(s, a): an MLP over the concatenated state and action."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    output_gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, observation: jax.Array, action: jax.Array) -> jax.Array:
+        inputs = jnp.concatenate([observation, action], axis=-1)
+        return MLP(self.hidden_sizes, 1, self.activation, output_gain=self.output_gain,
+                   name="mlp")(inputs)[..., 0]
+
+
+class Ensemble(nn.Module):
+    """``num_members`` copies of ``member`` with stacked parameters, evaluated in one call.
+
+    Parameters get a leading member axis; each member is initialised with its own key. With
+    ``shared_inputs`` every member sees the same inputs (outputs get a leading member axis);
+    otherwise each input has a leading member axis and member ``i`` sees slice ``i``.
+
+    :param member: a module instance to replicate, e.g. ``QHead((256, 256))``.
+    :param num_members: ensemble size.
+    :param shared_inputs: broadcast inputs to every member instead of splitting them.
+    """
+
+    member: nn.Module
+    num_members: int
+    shared_inputs: bool = True
+
+    @nn.compact
+    def __call__(self, *inputs: Any) -> Any:
+        member_type = type(self.member)
+        member_fields = {field.name: getattr(self.member, field.name)
+                         for field in dataclasses.fields(self.member)
+                         if field.init and field.name not in ("parent", "name")}
+        batched = nn.vmap(member_type, variable_axes={"params": 0}, split_rngs={"params": True},
+                          in_axes=None if self.shared_inputs else 0, out_axes=0,
+                          axis_size=self.num_members)
+        return batched(**member_fields, name="members")(*inputs)
+
+
+def member_params(ensemble_params: Params, index: int) -> Any:
+    """The parameters of member ``index`` from an :class:`Ensemble`'s parameters, usable with
+    ``ensemble.member.apply``."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], ensemble_params["members"])

@@ -1,0 +1,101 @@
+"""Running mean/std normalisers for observations and returns, with checkpointable state.
+
+Statistics are kept in float64 on the host and merged with the parallel-variance formula of
+Chan et al. (1979), the same as ``gymnasium.wrappers.NormalizeObservation``; unlike the wrapper,
+their state is explicit so checkpoints carry it and evaluation can freeze it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class RunningMeanStd:
+    """Running mean and variance of vectors of shape ``shape``.
+
+    :param shape: shape of one sample.
+    :param epsilon: initial pseudo-count, which also keeps the first variance finite.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = float(epsilon)
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge a batch of samples (leading axis = samples) into the statistics."""
+        batch = np.asarray(batch, dtype=np.float64).reshape((-1, *self.mean.shape))
+        batch_count = batch.shape[0]
+        if batch_count == 0:
+            return
+        batch_mean = batch.mean(axis=0)
+        batch_var = batch.var(axis=0)
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, value: np.ndarray, clip: float | None = None, epsilon: float = 1e-8) -> np.ndarray:
+        """``(value - mean) / sqrt(var + epsilon)``, optionally clipped to ``[-clip, clip]``, as float32."""
+        normalized = (np.asarray(value) - self.mean) / np.sqrt(self.var + epsilon)
+        if clip is not None:
+            normalized = np.clip(normalized, -clip, clip)
+        return normalized.astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The statistics, for checkpoints."""
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.float64(self.count)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        mean = np.asarray(state["mean"], dtype=np.float64)
+        if mean.shape != self.mean.shape:
+            raise ValueError(f"normaliser shape {mean.shape} does not match {self.mean.shape}")
+        self.mean = mean
+        self.var = np.asarray(state["var"], dtype=np.float64)
+        self.count = float(state["count"])
+
+
+class ReturnNormalizer:
+    """Scales rewards by the running std of the discounted return, per environment.
+
+    This is the reward scaling of PPO's implementation details (``VecNormalize``): keep a
+    discounted return per environment, track its variance, and divide rewards by its std. The
+    mean is not subtracted, so the sign of rewards is kept.
+
+    :param num_envs: number of parallel environments.
+    :param gamma: discount of the tracked return.
+    :param clip: clip scaled rewards to ``[-clip, clip]``.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        self.return_stats = RunningMeanStd(shape=())
+        self.discounted_returns = np.zeros(num_envs, dtype=np.float64)
+        self.gamma = gamma
+        self.clip = clip
+        self.epsilon = epsilon
+
+    def __call__(self, rewards: np.ndarray, episode_ended: np.ndarray) -> np.ndarray:
+        """Update statistics with this step's ``rewards`` and return the scaled rewards.
+
+        :param episode_ended: per env, whether this step ended its episode (terminated or truncated).
+        """
+        self.discounted_returns = self.discounted_returns * self.gamma + rewards
+        self.return_stats.update(self.discounted_returns)
+        scaled = rewards / np.sqrt(self.return_stats.var + self.epsilon)
+        self.discounted_returns[episode_ended] = 0.0
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The statistics and per-env returns, for checkpoints."""
+        return {"return_stats": self.return_stats.state_dict(),
+                "discounted_returns": self.discounted_returns.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.return_stats.load_state_dict(state["return_stats"])
+        self.discounted_returns = np.asarray(state["discounted_returns"], dtype=np.float64).copy()

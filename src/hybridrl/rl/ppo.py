@@ -1,0 +1,607 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347), with the implementation
+details of Huang et al. 2022 ("The 37 implementation details of PPO"), continuous and discrete.
+
+Per iteration:
+
+1. Collect ``num_steps`` steps from ``num_envs`` vector envs with the current policy. Rollout
+   inference runs in numpy on the host (a jitted call per step costs as much as a MuJoCo step).
+2. Compute GAE(gamma, lambda) advantages, bootstrapping through time-limit truncation from the
+   value of the true final observation and not through termination.
+3. Run ``update_epochs`` epochs of ``num_minibatches`` minibatch steps on the clipped objective
+
+   ``L = E[max(-A r, -A clip(r, 1-eps, 1+eps))] + c_v L_V - c_e H[pi]``,  ``r = pi(a|s) / pi_old(a|s)``
+
+   as one jitted function (epochs and minibatches are ``lax.scan``s), optionally stopping early
+   once the approximate KL ``E[(r - 1) - log r]`` (Schulman's k3 estimator) exceeds ``target_kl``.
+
+The module reads top-down: config and presets, networks and train state, the loss and the
+jitted update, then the trainer (rollout, logging, evaluation, checkpoints).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from hybridrl.algorithms import AlgorithmSpec
+from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
+from hybridrl.core.distributions import Distribution
+from hybridrl.core.evaluation import evaluate_policy
+from hybridrl.core.logging import RunLogger
+from hybridrl.core.networks import CategoricalPolicy, GaussianPolicy, ValueHead
+from hybridrl.core.normalization import ReturnNormalizer, RunningMeanStd
+from hybridrl.core.rollout import RolloutBuffer
+from hybridrl.core.seeding import Seeder, generator_state, restore_generator
+from hybridrl.envs.factory import check_env_id, make_env, make_vector_env
+from hybridrl.envs.snapshot import SnapshotUnsupportedError
+from hybridrl.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------
+# Config and presets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PPOConfig:
+    """PPO options. ``hybridrl train ppo --help`` shows each with its preset default."""
+
+    env: str = "Hopper-v5"
+    """Environment: a Gymnasium id (Hopper-v5, CartPole-v1) or a DeepMind Control task (dmc:walker-walk)."""
+    seed: int = 1
+    """Seed of every random stream of the run (networks, rollouts, minibatches, environments)."""
+    total_steps: int = 1_000_000
+    """Training budget in environment steps (summed over vector envs)."""
+    preset: str = "cpu"
+    """Preset the defaults came from: smoke, cpu or paper."""
+    num_envs: int = 8
+    """Parallel environments per rollout."""
+    num_steps: int = 256
+    """Steps per environment per rollout; a rollout holds num_envs * num_steps transitions."""
+    vector_mode: Literal["sync", "async"] = "sync"
+    """sync steps envs in this process (fastest on 2 cores); async gives each env a process."""
+    action_repeat: int = 1
+    """Repeat each action this many times (dmc: tasks only)."""
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    anneal_lr: bool = True
+    """Decay the step size linearly to 0 over the run."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda: bias-variance trade-off of advantages."""
+    update_epochs: int = 10
+    """Passes over each rollout."""
+    num_minibatches: int = 32
+    """Minibatches per epoch (minibatch size = num_envs * num_steps / num_minibatches)."""
+    clip_coef: float = 0.2
+    """PPO ratio clip epsilon."""
+    clip_value_loss: bool = True
+    """Clip the value update around the rollout's values, as in OpenAI baselines."""
+    normalize_advantages: bool = True
+    """Standardise advantages per minibatch."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this."""
+    target_kl: float | None = None
+    """Stop an update's epochs early once the approximate KL exceeds this (None: never)."""
+    policy_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the policy."""
+    value_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the value function."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu, elu or silu."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    normalize_observations: bool = True
+    """Standardise observations with running statistics (frozen during evaluation)."""
+    normalize_rewards: bool = True
+    """Scale rewards by the running std of the discounted return."""
+    observation_clip: float = 10.0
+    """Clip normalised observations to +-this."""
+    reward_clip: float = 10.0
+    """Clip scaled rewards to +-this."""
+    eval_interval: int = 100_000
+    """Evaluate every this many env steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Deterministic episodes per evaluation."""
+    checkpoint_interval: int = 100_000
+    """Checkpoint every this many env steps (and always at the end)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """Transitions per minibatch."""
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        """Rollout-update iterations needed to spend ``total_steps``."""
+        return math.ceil(self.total_steps / self.batch_size)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` with a fix for every impossible setting."""
+        positive = ("total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
+                    "eval_episodes", "action_repeat")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("eval_interval", "checkpoint_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches = "
+                f"{self.num_minibatches}; change one so minibatches are equal"
+            )
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ConfigError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+        if self.learning_rate <= 0 or self.clip_coef <= 0:
+            raise ConfigError("--learning-rate and --clip-coef must be positive")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ConfigError(f"--target-kl must be positive or None, got {self.target_kl}")
+        check_env_id(self.env)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds, for tests: two short rollouts and a tiny update.
+    "smoke": dict(total_steps=2_048, num_envs=2, num_steps=128, update_epochs=2, num_minibatches=4,
+                  eval_interval=0, eval_episodes=2, checkpoint_interval=1_024),
+    # The PPO paper's MuJoCo settings (2048-step rollouts, 10 epochs, minibatch 64) spread over 8
+    # sync envs, which on 2 cores trains several times faster than one env (docs/algorithms/ppo.md).
+    "cpu": dict(total_steps=1_000_000, num_envs=8, num_steps=256, update_epochs=10, num_minibatches=32),
+    # Schulman et al. 2017, table 3 (MuJoCo): one env, horizon 2048, 10 epochs, minibatch 64.
+    "paper": dict(total_steps=1_000_000, num_envs=1, num_steps=2048, update_epochs=10, num_minibatches=32),
+}
+
+# --------------------------------------------------------------------------------------------
+# Networks and train state
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PPONetworks:
+    """The policy and value networks (hashable, so the jitted update can take them statically)."""
+
+    policy: nn.Module
+    value: nn.Module
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """Hyper-parameters the jitted update is specialised on."""
+
+    update_epochs: int
+    num_minibatches: int
+    clip_coef: float
+    clip_value_loss: bool
+    normalize_advantages: bool
+    entropy_coef: float
+    value_coef: float
+    target_kl: float | None
+
+
+@struct.dataclass
+class PPOTrainState:
+    """Everything the update changes: parameters, optimiser state (with its step count and the
+    current learning rate) and the PRNG key of minibatch shuffling."""
+
+    params: dict[str, Any]
+    opt_state: optax.OptState
+    key: jax.Array
+
+
+@struct.dataclass
+class RolloutBatch:
+    """One rollout, flattened over (step, env), as the update sees it."""
+
+    observations: jax.Array
+    actions: jax.Array
+    log_probs: jax.Array
+    values: jax.Array
+    advantages: jax.Array
+    returns: jax.Array
+
+
+def make_networks(config: PPOConfig, action_space: gym.Space[Any]) -> PPONetworks:
+    """The policy for ``action_space`` (Gaussian for Box, categorical for Discrete) and a value net."""
+    if isinstance(action_space, gym.spaces.Box):
+        policy: nn.Module = GaussianPolicy(action_dim=int(np.prod(action_space.shape)),
+                                           hidden_sizes=config.policy_hidden, activation=config.activation,
+                                           log_std_init=config.log_std_init)
+    elif isinstance(action_space, gym.spaces.Discrete):
+        policy = CategoricalPolicy(num_actions=int(action_space.n), hidden_sizes=config.policy_hidden,
+                                   activation=config.activation)
+    else:
+        raise ConfigError(f"PPO supports Box and Discrete action spaces, not {action_space}")
+    return PPONetworks(policy=policy, value=ValueHead(hidden_sizes=config.value_hidden,
+                                                      activation=config.activation))
+
+
+def make_optimizer(max_grad_norm: float, learning_rate: float) -> optax.GradientTransformation:
+    """Adam (eps 1e-5, as in baselines) after global-norm clipping; the learning rate is an
+    injected hyper-parameter so annealing lives in the optimiser state (and in checkpoints)."""
+
+    def build(learning_rate: float) -> optax.GradientTransformation:
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+
+    return optax.inject_hyperparams(build)(learning_rate=learning_rate)
+
+
+def init_train_state(config: PPOConfig, networks: PPONetworks, observation_shape: tuple[int, ...],
+                     key: jax.Array) -> PPOTrainState:
+    """Fresh parameters and optimiser state."""
+    policy_key, value_key, shuffle_key = jax.random.split(key, 3)
+    dummy = jnp.zeros((1, *observation_shape), dtype=jnp.float32)
+    params = {"policy": networks.policy.init(policy_key, dummy)["params"],
+              "value": networks.value.init(value_key, dummy)["params"]}
+    optimizer = make_optimizer(config.max_grad_norm, config.learning_rate)
+    return PPOTrainState(params=params, opt_state=optimizer.init(params), key=shuffle_key)
+
+
+# --------------------------------------------------------------------------------------------
+# Loss and jitted update
+# --------------------------------------------------------------------------------------------
+
+
+def ppo_loss(params: dict[str, Any], batch: RolloutBatch, networks: PPONetworks,
+             settings: UpdateSettings) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The clipped surrogate loss with value and entropy terms on one minibatch."""
+    distribution: Distribution = networks.policy.apply({"params": params["policy"]}, batch.observations)
+    log_probs = distribution.log_prob(batch.actions)
+    log_ratio = log_probs - batch.log_probs
+    ratio = jnp.exp(log_ratio)
+    advantages = batch.advantages
+    if settings.normalize_advantages:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    clipped_ratio = jnp.clip(ratio, 1.0 - settings.clip_coef, 1.0 + settings.clip_coef)
+    policy_loss = jnp.maximum(-advantages * ratio, -advantages * clipped_ratio).mean()
+
+    values = networks.value.apply({"params": params["value"]}, batch.observations)
+    if settings.clip_value_loss:
+        clipped_values = batch.values + jnp.clip(values - batch.values, -settings.clip_coef, settings.clip_coef)
+        value_loss = 0.5 * jnp.maximum((values - batch.returns) ** 2, (clipped_values - batch.returns) ** 2).mean()
+    else:
+        value_loss = 0.5 * ((values - batch.returns) ** 2).mean()
+    entropy = distribution.entropy().mean()
+    loss = policy_loss - settings.entropy_coef * entropy + settings.value_coef * value_loss
+    metrics = {
+        "loss/policy": policy_loss,
+        "loss/value": value_loss,
+        "loss/entropy": entropy,
+        "loss/approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "loss/clip_fraction": (jnp.abs(ratio - 1.0) > settings.clip_coef).mean(),
+    }
+    return loss, metrics
+
+
+@functools.partial(jax.jit, static_argnames=("networks", "settings", "max_grad_norm"))
+def ppo_update(state: PPOTrainState, batch: RolloutBatch, learning_rate: jax.Array, *,
+               networks: PPONetworks, settings: UpdateSettings, max_grad_norm: float
+               ) -> tuple[PPOTrainState, dict[str, jax.Array]]:
+    """All epochs and minibatches of one PPO update, as one compiled function.
+
+    :param batch: the rollout, flattened to ``(batch_size, ...)``.
+    :param learning_rate: this iteration's (annealed) step size.
+    :returns: the new state and metrics averaged over the minibatch steps actually taken.
+    """
+    optimizer = make_optimizer(max_grad_norm, 0.0)
+    opt_state = state.opt_state
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, dtype=jnp.float32)
+    batch_size = batch.observations.shape[0]
+    minibatch_size = batch_size // settings.num_minibatches
+    gradient = jax.grad(functools.partial(ppo_loss, networks=networks, settings=settings), has_aux=True)
+
+    def minibatch_step(carry: tuple[Any, Any, jax.Array], minibatch: RolloutBatch) -> tuple[Any, Any]:
+        params, opt_state, stopped = carry
+
+        def step(operand: tuple[Any, Any]) -> tuple[Any, Any, dict[str, jax.Array]]:
+            params, opt_state = operand
+            grads, metrics = gradient(params, minibatch)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, metrics
+
+        def skip(operand: tuple[Any, Any]) -> tuple[Any, Any, dict[str, jax.Array]]:
+            params, opt_state = operand
+            _, metrics = jax.eval_shape(gradient, params, minibatch)
+            zeros = jax.tree_util.tree_map(lambda spec: jnp.zeros(spec.shape, spec.dtype), metrics)
+            return params, opt_state, zeros
+
+        params, opt_state, metrics = jax.lax.cond(stopped, skip, step, (params, opt_state))
+        metrics["taken"] = 1.0 - stopped.astype(jnp.float32)
+        return (params, opt_state, stopped), metrics
+
+    def epoch(carry: tuple[Any, Any, jax.Array], epoch_key: jax.Array) -> tuple[Any, Any]:
+        order = jax.random.permutation(epoch_key, batch_size)
+        minibatches = jax.tree_util.tree_map(
+            lambda leaf: leaf[order].reshape(settings.num_minibatches, minibatch_size, *leaf.shape[1:]), batch)
+        (params, opt_state, stopped), metrics = jax.lax.scan(minibatch_step, carry, minibatches)
+        if settings.target_kl is not None:
+            # As in CleanRL: the KL of the epoch's last minibatch decides whether to go on.
+            stopped = stopped | (metrics["loss/approx_kl"][-1] > settings.target_kl)
+        return (params, opt_state, stopped), metrics
+
+    key, *epoch_keys = jax.random.split(state.key, settings.update_epochs + 1)
+    (params, opt_state, _), metrics = jax.lax.scan(
+        epoch, (state.params, opt_state, jnp.asarray(False)), jnp.stack(epoch_keys))
+    taken = metrics.pop("taken")
+    averaged = {name: (value * taken).sum() / jnp.maximum(taken.sum(), 1.0) for name, value in metrics.items()}
+    averaged["update/minibatch_steps"] = taken.sum()
+    averaged["update/learning_rate"] = opt_state.hyperparams["learning_rate"]
+    return PPOTrainState(params=params, opt_state=opt_state, key=key), averaged
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer: rollouts, logging, evaluation, checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+class PPOTrainer:
+    """Runs PPO in a run directory; see :mod:`hybridrl.runs` for the directory layout.
+
+    :param config: a validated :class:`PPOConfig`.
+    :param run_dir: where logs and checkpoints go.
+    :param progress: show a progress bar.
+    """
+
+    algorithm = "ppo"
+
+    def __init__(self, config: PPOConfig, run_dir: Path, progress: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        seeder = Seeder(config.seed)
+        self.envs = make_vector_env(config.env, config.num_envs, config.vector_mode,
+                                    seed=seeder.env_seeds("train", 1)[0], action_repeat=config.action_repeat)
+        self.eval_env = make_env(config.env, action_repeat=config.action_repeat)
+        self.eval_seed = seeder.env_seeds("eval", 1)[0]
+        observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        self.observation_shape = tuple(observation_space.shape or ())
+        self.networks = make_networks(config, self.action_space)
+        self.settings = UpdateSettings(config.update_epochs, config.num_minibatches, config.clip_coef,
+                                       config.clip_value_loss, config.normalize_advantages,
+                                       config.entropy_coef, config.value_coef, config.target_kl)
+        self.state = init_train_state(config, self.networks, self.observation_shape, seeder.jax_key("params"))
+        self.rng = seeder.numpy("rollout")
+        self.observation_stats = RunningMeanStd(self.observation_shape)
+        self.return_normalizer = ReturnNormalizer(config.num_envs, config.gamma, config.reward_clip)
+        discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        action_shape = () if discrete else tuple(self.action_space.shape or ())
+        self.buffer = RolloutBuffer.allocate(config.num_steps, config.num_envs, self.observation_shape,
+                                             action_shape, np.int64 if discrete else np.float32)
+        # Values of the true last observations of truncated episodes, per (step, env).
+        self.truncation_values = np.zeros((config.num_steps, config.num_envs), dtype=np.float32)
+        self.global_step = 0
+        self.iteration = 0
+        self.episode_returns = np.zeros(config.num_envs, dtype=np.float64)
+        self.episode_lengths = np.zeros(config.num_envs, dtype=np.int64)
+        self.elapsed = 0.0
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step = -1
+        self.next_observations, _ = self.envs.reset(seed=seeder.env_seeds("train", 1)[0])
+        if config.normalize_observations:
+            self.observation_stats.update(self.next_observations)
+        self._host_params = jax.device_get(self.state.params)
+
+    # -- policy on the host ------------------------------------------------------------------
+
+    def normalize(self, observations: np.ndarray) -> np.ndarray:
+        """Observations as the networks see them (normalised and clipped if configured)."""
+        if not self.config.normalize_observations:
+            return np.asarray(observations, dtype=np.float32)
+        return self.observation_stats.normalize(observations, clip=self.config.observation_clip)
+
+    def act_deterministic(self, observations: np.ndarray) -> np.ndarray:
+        """The mean (or most likely) action for raw observations, with frozen statistics."""
+        distribution = self.networks.policy.apply_numpy(self._host_params["policy"], self.normalize(observations))
+        return np.asarray(distribution.mode())
+
+    # -- one iteration -----------------------------------------------------------------------
+
+    def collect_rollout(self) -> list[float]:
+        """Fill the buffer with ``num_steps`` steps of every env; return finished episodes' returns."""
+        config, buffer = self.config, self.buffer
+        policy, value = self.networks.policy, self.networks.value
+        policy_params, value_params = self._host_params["policy"], self._host_params["value"]
+        box = self.action_space if isinstance(self.action_space, gym.spaces.Box) else None
+        finished_returns: list[float] = []
+        self.truncation_values.fill(0.0)
+        for step in range(config.num_steps):
+            observations = self.normalize(self.next_observations)
+            distribution = policy.apply_numpy(policy_params, observations)
+            if box is not None:
+                noise = self.rng.standard_normal(distribution.noise_shape(), dtype=np.float32)
+            else:
+                noise = self.rng.random(distribution.noise_shape(), dtype=np.float32)
+            actions = distribution.sample_from_noise(noise)
+            buffer.observations[step] = observations
+            buffer.actions[step] = actions
+            buffer.log_probs[step] = distribution.log_prob(actions)
+            buffer.values[step] = value.apply_numpy(value_params, observations)
+            env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
+            self.next_observations, rewards, terminated, truncated, info = self.envs.step(env_actions)
+            ended = terminated | truncated
+            self.episode_returns += rewards
+            self.episode_lengths += 1
+            if ended.any():
+                finished_returns.extend(self.episode_returns[ended].tolist())
+                self.episode_returns[ended] = 0.0
+                self.episode_lengths[ended] = 0
+                cut = truncated & ~terminated
+                if cut.any():
+                    final = np.stack(info["final_obs"][cut]).astype(np.float32)
+                    self.truncation_values[step, cut] = value.apply_numpy(value_params, self.normalize(final))
+            if config.normalize_rewards:
+                rewards = self.return_normalizer(rewards, ended)
+            buffer.rewards[step] = rewards
+            buffer.terminated[step] = terminated
+            buffer.episode_ended[step] = ended
+            if config.normalize_observations:
+                self.observation_stats.update(self.next_observations)
+        # Value of the state after each step: the next stored state within an episode, the true final
+        # observation where a time limit cut the episode, and the current state after the last step.
+        buffer.next_values[:-1] = buffer.values[1:]
+        buffer.next_values[-1] = value.apply_numpy(value_params, self.normalize(self.next_observations))
+        truncated_mask = buffer.episode_ended & ~buffer.terminated
+        buffer.next_values[truncated_mask] = self.truncation_values[truncated_mask]
+        return finished_returns
+
+    def update(self) -> dict[str, float]:
+        """One PPO update on the collected rollout; returns host metrics."""
+        config = self.config
+        advantages, returns = self.buffer.advantages_and_returns(config.gamma, config.gae_lambda)
+        batch = RolloutBatch(
+            observations=self.buffer.observations.reshape(config.batch_size, *self.observation_shape),
+            actions=self.buffer.actions.reshape(config.batch_size, *self.buffer.actions.shape[2:]),
+            log_probs=self.buffer.log_probs.reshape(-1), values=self.buffer.values.reshape(-1),
+            advantages=advantages.reshape(-1), returns=returns.reshape(-1),
+        )
+        fraction_left = 1.0 - self.iteration / config.num_iterations if config.anneal_lr else 1.0
+        self.state, metrics = ppo_update(self.state, batch, np.float32(config.learning_rate * fraction_left),
+                                         networks=self.networks, settings=self.settings,
+                                         max_grad_norm=config.max_grad_norm)
+        self.iteration += 1
+        # One transfer per iteration: parameters for the next rollout and the metrics.
+        self._host_params, host_metrics = jax.device_get((self.state.params, metrics))
+        explained = 1.0 - np.var(returns - self.buffer.values) / max(float(np.var(returns)), 1e-8)
+        return {**{name: float(value) for name, value in host_metrics.items()},
+                "loss/explained_variance": float(explained)}
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Deterministic evaluation on a separate env instance."""
+        return evaluate_policy(self.eval_env, self.act_deterministic, episodes, self.eval_seed, self.config.env)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Train to ``total_steps`` (or pause at the first checkpoint at or after ``stop_at_step``).
+
+        Evaluations and checkpoints happen at iteration boundaries once their interval has passed.
+        """
+        config = self.config
+        logger = RunLogger(self.run_dir, config.total_steps, start_step=self.global_step,
+                           progress=self.progress, elapsed=self.elapsed)
+        try:
+            while self.global_step < config.total_steps:
+                previous_step = self.global_step
+                finished_returns = self.collect_rollout()
+                self.global_step += config.batch_size
+                scalars = self.update()
+                scalars["train/steps_per_second"] = config.batch_size / max(logger.elapsed - self.elapsed, 1e-9)
+                self.elapsed = logger.elapsed
+                if finished_returns:
+                    scalars["train/episode_return"] = float(np.mean(finished_returns))
+                logger.log(self.global_step, scalars)
+                if _crossed(previous_step, self.global_step, config.eval_interval):
+                    self.last_eval, self.last_eval_step = self.evaluate(config.eval_episodes), self.global_step
+                    logger.log(self.global_step, self.last_eval)
+                done = self.global_step >= config.total_steps
+                pause = stop_at_step is not None and self.global_step >= stop_at_step
+                if done or pause or _crossed(previous_step, self.global_step, config.checkpoint_interval):
+                    self.save_checkpoint()
+                logger.update_progress(self.global_step)
+                if pause and not done:
+                    return {"step": self.global_step, "paused": True}
+            if self.last_eval_step != self.global_step:
+                self.last_eval, self.last_eval_step = self.evaluate(config.eval_episodes), self.global_step
+                logger.log(self.global_step, self.last_eval)
+                self.save_checkpoint()
+        finally:
+            logger.close()
+        return {"step": self.global_step, **self.last_eval, "wall_time_s": self.elapsed}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write every piece of train state to ``run_dir/checkpoint.ckpt`` atomically."""
+        path = self.run_dir / "checkpoint.ckpt"
+        host_state = {
+            "global_step": self.global_step,
+            "iteration": self.iteration,
+            "elapsed": self.elapsed,
+            "rng": generator_state(self.rng),
+            "observation_stats": self.observation_stats.state_dict(),
+            "return_normalizer": self.return_normalizer.state_dict(),
+            "episode_returns": self.episode_returns,
+            "episode_lengths": self.episode_lengths,
+            "next_observations": self.next_observations,
+            "last_eval": self.last_eval,
+            "last_eval_step": self.last_eval_step,
+        }
+        blobs: dict[str, bytes] = {}
+        try:
+            for index, snapshot in enumerate(self.envs.get_attr("snapshot")):
+                blobs[f"env_{index}"] = snapshot
+        except SnapshotUnsupportedError as error:
+            warnings.warn(f"environment state not saved ({error}); a resumed run will reset its envs",
+                          stacklevel=2)
+            blobs = {}
+        save_checkpoint(path, algorithm=self.algorithm, step=self.global_step, state=self.state,
+                        host_state=host_state, blobs=blobs)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` of the same config."""
+        self.state, host, blobs, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.state)
+        self.global_step = int(host["global_step"])
+        self.iteration = int(host["iteration"])
+        self.elapsed = float(host["elapsed"])
+        self.rng = restore_generator(host["rng"])
+        self.observation_stats.load_state_dict(host["observation_stats"])
+        self.return_normalizer.load_state_dict(host["return_normalizer"])
+        self.episode_returns = np.asarray(host["episode_returns"], dtype=np.float64)
+        self.episode_lengths = np.asarray(host["episode_lengths"], dtype=np.int64)
+        self.last_eval = dict(host["last_eval"])
+        self.last_eval_step = int(host["last_eval_step"])
+        observations = np.asarray(host["next_observations"], dtype=self.next_observations.dtype)
+        if blobs:
+            self.envs.set_attr("snapshot", [blobs[f"env_{index}"] for index in range(self.config.num_envs)])
+            self.next_observations = observations
+        else:
+            warnings.warn("checkpoint has no environment state; envs restart from a reset", stacklevel=2)
+        self._host_params = jax.device_get(self.state.params)
+
+    def close(self) -> None:
+        """Close the environments."""
+        self.envs.close()
+        self.eval_env.close()
+
+
+def _crossed(previous: int, current: int, interval: int) -> bool:
+    """Whether a multiple of ``interval`` lies in ``(previous, current]`` (never for interval 0)."""
+    return interval > 0 and previous // interval != current // interval
+
+
+def _make_trainer(config: PPOConfig, run_dir: Path, progress: bool) -> PPOTrainer:
+    return PPOTrainer(config, run_dir, progress)
+
+
+ALGORITHM = AlgorithmSpec(
+    name="ppo",
+    config_cls=PPOConfig,
+    presets=PRESETS,
+    make_trainer=_make_trainer,
+    summary="Proximal Policy Optimization, continuous and discrete actions",
+)
+
+__all__ = ["ALGORITHM", "PRESETS", "PPOConfig", "PPOTrainState", "PPOTrainer", "RolloutBatch",
+           "init_train_state", "make_networks", "ppo_loss", "ppo_update"]

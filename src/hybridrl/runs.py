@@ -1,0 +1,182 @@
+"""Run directories: start, resume and evaluate runs of any registered algorithm.
+
+A run directory holds everything about one run::
+
+    RUN_DIR/
+      config.json      resolved config, algorithm, preset, git commit, package versions, machine
+      metrics.jsonl    one JSON object per logging point: {"step": env steps, "time": s, "<tag>": value}
+      checkpoint.ckpt  the full train state, rewritten atomically at every checkpoint
+      final.json       final metrics; its presence marks the run as finished
+      tb/              TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybridrl.algorithms import AlgorithmSpec, get_algorithm
+from hybridrl.core import provenance
+from hybridrl.core.io import atomic_write_json
+from hybridrl.errors import ConfigError, RunDirectoryError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.ckpt"
+FINAL_FILE = "final.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a finished run: where it lives and its final metrics."""
+
+    run_dir: Path
+    final: dict[str, Any]
+
+
+def default_run_dir(algorithm: str, config: Any) -> Path:
+    """``runs/<algorithm>/<env>-s<seed>-<timestamp>``, the folder a run gets when none is given."""
+    environment = str(getattr(config, "env", "run")).replace(":", "-").replace("/", "-")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / algorithm / f"{environment}-s{getattr(config, 'seed', 0)}-{stamp}"
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready dict."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(spec: AlgorithmSpec, values: dict[str, Any]) -> Any:
+    """Rebuild ``spec``'s config from :func:`config_to_dict` output (lists back to tuples)."""
+    fields = {field.name: field for field in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise RunDirectoryError(
+            f"config.json has options this version of {spec.name} does not know: {', '.join(unknown)}; "
+            "it was written by another hybridrl version"
+        )
+    restored = {}
+    for name, value in values.items():
+        default = fields[name].default
+        restored[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+    return spec.config_cls(**restored)
+
+
+def write_run_config(run_dir: Path, spec: AlgorithmSpec, config: Any) -> None:
+    """Write ``config.json``: the resolved config and the run's provenance."""
+    atomic_write_json(run_dir / CONFIG_FILE, {
+        "algorithm": spec.name,
+        "preset": getattr(config, "preset", None),
+        "config": config_to_dict(config),
+        "git_commit": provenance.git_commit(),
+        "versions": provenance.package_versions(),
+        "machine": provenance.machine(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+def read_run_config(run_dir: str | Path) -> tuple[AlgorithmSpec, Any]:
+    """The algorithm and config recorded in ``run_dir/config.json``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirectoryError(f"run directory {run_dir} does not exist; pass the folder a run wrote")
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise RunDirectoryError(f"{run_dir} is not a hybridrl run directory: it has no {CONFIG_FILE}")
+    try:
+        recorded = json.loads(config_path.read_text())
+        spec = get_algorithm(recorded["algorithm"])
+        config_values = recorded["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise RunDirectoryError(f"{config_path} is unreadable ({error}); the run cannot be resumed") from error
+    except ConfigError as error:
+        raise RunDirectoryError(f"{config_path}: {error}") from error
+    return spec, config_from_dict(spec, config_values)
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether the run in ``run_dir`` has finished (it wrote ``final.json``)."""
+    return (Path(run_dir) / FINAL_FILE).is_file()
+
+
+def execute(spec: AlgorithmSpec, config: Any, run_dir: Path, progress: bool = False) -> RunResult:
+    """Train ``config`` in ``run_dir``, resuming from its checkpoint if one is there."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / CONFIG_FILE).is_file():
+        write_run_config(run_dir, spec, config)
+    trainer = spec.make_trainer(config, run_dir, progress)
+    try:
+        checkpoint = run_dir / CHECKPOINT_FILE
+        if checkpoint.is_file():
+            trainer.load_checkpoint(checkpoint)
+        started = time.perf_counter()
+        final = trainer.train()
+        final.setdefault("wall_time_s", time.perf_counter() - started)
+    finally:
+        trainer.close()
+    final = {"algorithm": spec.name, "env": getattr(config, "env", None),
+             "seed": getattr(config, "seed", None), **final}
+    atomic_write_json(run_dir / FINAL_FILE, final)
+    return RunResult(run_dir=run_dir, final=final)
+
+
+def train(algorithm: str, preset: str = "cpu", run_dir: str | Path | None = None,
+          progress: bool = False, **overrides: Any) -> RunResult:
+    """Train ``algorithm`` with a preset and overrides; the Python twin of ``hybridrl train``.
+
+    :param algorithm: a registered name, e.g. ``"ppo"``.
+    :param preset: ``"smoke"``, ``"cpu"`` or ``"paper"``.
+    :param run_dir: where to write the run; default ``runs/<algorithm>/<env>-s<seed>-<time>``.
+    :param progress: show a progress bar.
+    :param overrides: config fields, e.g. ``env="Hopper-v5", seed=1, total_steps=100_000``.
+    """
+    spec = get_algorithm(algorithm)
+    config = spec.make_config(preset, **overrides)
+    return start(spec, config, run_dir, progress)
+
+
+def start(spec: AlgorithmSpec, config: Any, run_dir: str | Path | None = None,
+          progress: bool = False) -> RunResult:
+    """Start a new run of ``config``; refuses a folder that already holds a different run."""
+    target = Path(run_dir) if run_dir is not None else default_run_dir(spec.name, config)
+    if (target / CONFIG_FILE).is_file():
+        _, recorded = read_run_config(target)
+        if config_to_dict(recorded) != config_to_dict(config):
+            raise RunDirectoryError(
+                f"{target} already holds a run with a different config; choose another --run-dir, "
+                f"or continue that run with `hybridrl resume {target}`"
+            )
+    return execute(spec, config, target, progress)
+
+
+def resume(run_dir: str | Path, progress: bool = False) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint (from the start if it has none)."""
+    run_dir = Path(run_dir)
+    spec, config = read_run_config(run_dir)
+    if is_finished(run_dir):
+        final = json.loads((run_dir / FINAL_FILE).read_text())
+        return RunResult(run_dir=run_dir, final=final)
+    return execute(spec, config, run_dir, progress)
+
+
+def evaluate(run_dir: str | Path, episodes: int | None = None) -> dict[str, float]:
+    """Evaluate the policy in ``run_dir``'s checkpoint on fresh episodes and write ``eval.json``."""
+    run_dir = Path(run_dir)
+    spec, config = read_run_config(run_dir)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if not checkpoint.is_file():
+        raise RunDirectoryError(f"{run_dir} has no {CHECKPOINT_FILE} yet: nothing to evaluate")
+    if episodes is not None and episodes <= 0:
+        raise ConfigError(f"--episodes must be positive, got {episodes}")
+    trainer = spec.make_trainer(config, run_dir, False)
+    try:
+        trainer.load_checkpoint(checkpoint)
+        result = trainer.evaluate(episodes or int(getattr(config, "eval_episodes", 10)))
+    finally:
+        trainer.close()
+    atomic_write_json(run_dir / "eval.json", result)
+    return result
