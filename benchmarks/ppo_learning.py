@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from common import RESULTS_DIR, peak_memory_mb, write_result
 
 RUNS_DIR = Path(__file__).resolve().parent / "runs" / "ppo_learning"
@@ -27,8 +28,8 @@ def run_seed(job: tuple[str, int, int, str]) -> dict[str, Any]:
     env, seed, total_steps, preset = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import hybridrl
-    from hybridrl.core.logging import read_metrics
     from hybridrl.core.io import atomic_write_json
+    from hybridrl.core.logging import read_metrics
     from hybridrl.runs import CONFIG_FILE, is_finished
 
     run_dir = RUNS_DIR / f"{env}-{preset}-{total_steps}" / f"seed{seed}"

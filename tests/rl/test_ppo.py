@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def test_learning_rate_anneals_to_zero(tmp_path: Path) -> None:
     entries = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [e["update/learning_rate"] for e in entries if "update/learning_rate" in e]
     assert rates[0] == pytest.approx(3e-4)
-    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(rates))
     assert rates[-1] == pytest.approx(3e-4 / len(rates), rel=1e-5)
 
 

@@ -46,7 +46,7 @@ class Seeder:
 
 def generator_state(rng: np.random.Generator) -> dict:
     """The state of a numpy generator as a JSON-serialisable dict (for checkpoints)."""
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def restore_generator(state: dict) -> np.random.Generator:

@@ -38,7 +38,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
     :param seed: seed of the task's random state (re-seeded by ``reset(seed=...)``).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012 (gymnasium declares it so)
 
     def __init__(self, domain: str, task: str, action_repeat: int = 1, seed: int | None = None,
                  render_mode: str | None = None) -> None:
@@ -78,7 +78,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = time_step.last() and not terminated
         return self._flatten(time_step.observation), reward, terminated, truncated, {}
 
-    def render(self) -> np.ndarray:  # type: ignore[override]
+    def render(self) -> np.ndarray:
         return self._env.physics.render(height=240, width=320, camera_id=0)
 
     def get_snapshot(self) -> bytes:

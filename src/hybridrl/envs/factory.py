@@ -92,7 +92,8 @@ def _make_seeded(env_id: str, seed: int | None, action_repeat: int, kwargs: dict
 
 
 def make_vector_env(env_id: str, num_envs: int, mode: VectorMode = "sync", seed: int | None = None,
-                    action_repeat: int = 1, **kwargs: Any) -> gym.vector.VectorEnv[Any, Any, Any]:
+                    action_repeat: int = 1, **kwargs: Any
+                    ) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv:
     """Create ``num_envs`` copies of an environment as one vector env with same-step autoreset.
 
     :param mode: ``"sync"`` steps envs in this process (best for fast envs and few cores);

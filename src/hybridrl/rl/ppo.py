@@ -25,7 +25,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import flax.linen as nn
 import gymnasium as gym
@@ -37,7 +37,7 @@ from flax import struct
 
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
-from hybridrl.core.distributions import Distribution
+from hybridrl.core.distributions import Array, Distribution
 from hybridrl.core.evaluation import evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import CategoricalPolicy, GaussianPolicy, ValueHead
@@ -213,12 +213,12 @@ class PPOTrainState:
 class RolloutBatch:
     """One rollout, flattened over (step, env), as the update sees it."""
 
-    observations: jax.Array
-    actions: jax.Array
-    log_probs: jax.Array
-    values: jax.Array
-    advantages: jax.Array
-    returns: jax.Array
+    observations: Array
+    actions: Array
+    log_probs: Array
+    values: Array
+    advantages: Array
+    returns: Array
 
 
 def make_networks(config: PPOConfig, action_space: gym.Space[Any]) -> PPONetworks:
@@ -265,7 +265,7 @@ def init_train_state(config: PPOConfig, networks: PPONetworks, observation_shape
 def ppo_loss(params: dict[str, Any], batch: RolloutBatch, networks: PPONetworks,
              settings: UpdateSettings) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The clipped surrogate loss with value and entropy terms on one minibatch."""
-    distribution: Distribution = networks.policy.apply({"params": params["policy"]}, batch.observations)
+    distribution = cast(Distribution, networks.policy.apply({"params": params["policy"]}, batch.observations))
     log_probs = distribution.log_prob(batch.actions)
     log_ratio = log_probs - batch.log_probs
     ratio = jnp.exp(log_ratio)
@@ -275,7 +275,7 @@ def ppo_loss(params: dict[str, Any], batch: RolloutBatch, networks: PPONetworks,
     clipped_ratio = jnp.clip(ratio, 1.0 - settings.clip_coef, 1.0 + settings.clip_coef)
     policy_loss = jnp.maximum(-advantages * ratio, -advantages * clipped_ratio).mean()
 
-    values = networks.value.apply({"params": params["value"]}, batch.observations)
+    values = cast(jax.Array, networks.value.apply({"params": params["value"]}, batch.observations))
     if settings.clip_value_loss:
         clipped_values = batch.values + jnp.clip(values - batch.values, -settings.clip_coef, settings.clip_coef)
         value_loss = 0.5 * jnp.maximum((values - batch.returns) ** 2, (clipped_values - batch.returns) ** 2).mean()
