@@ -58,9 +58,12 @@ class RunLogger:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            # purge_step hides events a crashed run wrote past its last checkpoint.
+            # purge_step hides events a crashed run wrote past its last checkpoint. Event files are
+            # named by the second they were opened in; the start-step suffix keeps a resume within
+            # the same second from overwriting (truncating) the earlier run's file.
             self._writer = SummaryWriter(str(self.run_dir / "tb"),
-                                         purge_step=start_step if start_step > 0 else None)
+                                         purge_step=start_step if start_step > 0 else None,
+                                         filename_suffix=f".step{start_step}")
         self._rate_step, self._rate_time = start_step, time.perf_counter()
         self._steps_per_second = 0.0
         self._latest_return = math.nan

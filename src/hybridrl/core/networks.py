@@ -41,6 +41,15 @@ def _dense_numpy(params: Params, x: np.ndarray) -> np.ndarray:
     return x @ np.asarray(params["kernel"]) + np.asarray(params["bias"])
 
 
+def _mlp_numpy(params: Params, x: np.ndarray, num_hidden: int, activation: str, has_output: bool) -> np.ndarray:
+    # A plain function, not an MLP instance: building a Flax module per environment step costs
+    # more than the forward pass itself.
+    act = _ACTIVATIONS[activation][1]
+    for index in range(num_hidden):
+        x = act(_dense_numpy(params[f"hidden_{index}"], x))
+    return _dense_numpy(params["output"], x) if has_output else x
+
+
 class MLP(nn.Module):
     """Multi-layer perceptron: hidden layers with an activation, then an optional linear output.
 
@@ -71,12 +80,7 @@ class MLP(nn.Module):
     @nn.nowrap
     def apply_numpy(self, params: Params, x: np.ndarray) -> np.ndarray:
         """``apply`` in numpy; ``params`` is this module's parameter dict (without ``"params"``)."""
-        act = _ACTIVATIONS[self.activation][1]
-        for index in range(len(self.hidden_sizes)):
-            x = act(_dense_numpy(params[f"hidden_{index}"], x))
-        if self.output_size is not None:
-            x = _dense_numpy(params["output"], x)
-        return x
+        return _mlp_numpy(params, x, len(self.hidden_sizes), self.activation, self.output_size is not None)
 
 
 class GaussianPolicy(nn.Module):
@@ -119,8 +123,7 @@ class GaussianPolicy(nn.Module):
     @nn.nowrap
     def apply_numpy(self, params: Params, observation: np.ndarray) -> DiagGaussian:
         """``apply`` in numpy; returns a numpy-backed :class:`DiagGaussian`."""
-        torso = MLP(self.hidden_sizes, None, self.activation, parent=None)
-        features = torso.apply_numpy(params["torso"], observation)
+        features = _mlp_numpy(params["torso"], observation, len(self.hidden_sizes), self.activation, False)
         mean = _dense_numpy(params["mean"], features)
         if self.state_dependent_std:
             log_std = np.clip(_dense_numpy(params["log_std"], features), *self.log_std_bounds)
@@ -146,9 +149,8 @@ class CategoricalPolicy(nn.Module):
     @nn.nowrap
     def apply_numpy(self, params: Params, observation: np.ndarray) -> Categorical:
         """``apply`` in numpy; returns a numpy-backed :class:`Categorical`."""
-        mlp = MLP(self.hidden_sizes, self.num_actions, self.activation, output_gain=self.logits_gain,
-                  parent=None)
-        return Categorical(logits=mlp.apply_numpy(params["mlp"], observation))
+        logits = _mlp_numpy(params["mlp"], observation, len(self.hidden_sizes), self.activation, True)
+        return Categorical(logits=logits)
 
 
 class ValueHead(nn.Module):
@@ -166,8 +168,7 @@ class ValueHead(nn.Module):
     @nn.nowrap
     def apply_numpy(self, params: Params, observation: np.ndarray) -> np.ndarray:
         """``apply`` in numpy."""
-        mlp = MLP(self.hidden_sizes, 1, self.activation, output_gain=self.output_gain, parent=None)
-        return mlp.apply_numpy(params["mlp"], observation)[..., 0]
+        return _mlp_numpy(params["mlp"], observation, len(self.hidden_sizes), self.activation, True)[..., 0]
 
 
 class QHead(nn.Module):

@@ -66,6 +66,9 @@ def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1,
     """
     check_env_id(env_id)
     if env_id.startswith("dmc:"):
+        if kwargs:
+            raise ConfigError(f"{env_id} takes no extra options (got {', '.join(sorted(kwargs))}); "
+                              "DeepMind Control tasks are configured by their domain and task names")
         domain, task = parse_dmc_id(env_id)
         env: gym.Env[Any, Any] = DMCEnv(domain, task, action_repeat=action_repeat, seed=seed,
                                         render_mode=render_mode)
