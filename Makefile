@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,box2d]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -69,8 +69,13 @@ class AlgorithmSpec:
             raise ConfigError(
                 f"unknown preset {preset!r} for {self.name}; choose one of: {', '.join(self.presets)}"
             )
-        fields = {field.name for field in dataclasses.fields(self.config_cls)}
+        defaults = {field.name: field.default for field in dataclasses.fields(self.config_cls)}
+        fields = set(defaults)
         values = {**self.presets[preset], **overrides, "preset": preset}
+        # Lists (from YAML, JSON or Python) become tuples where the field is a tuple, so a config
+        # compares equal to the one read back from config.json.
+        values = {key: tuple(value) if isinstance(value, list) and isinstance(defaults.get(key), tuple) else value
+                  for key, value in values.items()}
         unknown = sorted(set(values) - fields)
         if unknown:
             hints = [f"{key} (did you mean {', '.join(difflib.get_close_matches(key, fields, 2))}?)"

@@ -214,3 +214,11 @@ def test_config_validation_messages() -> None:
         SPEC.make_config("huge")
     with pytest.raises(ConfigError, match="did you mean total_steps"):
         SPEC.make_config("smoke", total_step=5)
+
+
+def test_list_options_become_tuples_so_runs_resume(tmp_path: Path) -> None:
+    config = smoke_config(policy_hidden=[16, 16], total_steps=256)
+    assert config.policy_hidden == (16, 16)
+    first = runs.train("ppo", preset="smoke", policy_hidden=[16, 16], total_steps=256, run_dir=tmp_path / "r")
+    again = runs.train("ppo", preset="smoke", policy_hidden=[16, 16], total_steps=256, run_dir=tmp_path / "r")
+    assert again.final["step"] == first.final["step"] == 256
