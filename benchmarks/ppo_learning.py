@@ -39,9 +39,16 @@ def run_seed(job: tuple[str, int, int, str]) -> dict[str, Any]:
         result = hybridrl.train("ppo", preset=preset, env=env, seed=seed, total_steps=total_steps, run_dir=run_dir)
     assert is_finished(run_dir)
     entries = read_metrics(run_dir)
+    recorded = json.loads((run_dir / CONFIG_FILE).read_text())
     train_returns = [e["train/episode_return"] for e in entries if "train/episode_return" in e]
     record = {
-        "config": json.loads((run_dir / CONFIG_FILE).read_text())["config"],
+        # The run's own provenance: the commit and machine it was trained with (from config.json).
+        "command": f"python benchmarks/ppo_learning.py --env {env} --seeds {seed} --total-steps {total_steps} "
+                   f"--preset {preset}",
+        "seeds": [seed],
+        "git_commit": recorded["git_commit"],
+        "machine": recorded["machine"],
+        "config": recorded["config"],
         "final": result.final,
         "eval_curve": [{"step": e["step"], "return_mean": e["eval/return_mean"], "return_std": e["eval/return_std"]}
                        for e in entries if "eval/return_mean" in e],
@@ -76,6 +83,7 @@ def main() -> None:
                                "std": float(np.std(train_returns))},
         "normalized_score_per_seed": [r["final"].get("eval/normalized_score") for r in records],
         "wall_time_s_per_seed": [r["final"]["wall_time_s"] for r in records],
+        "run_git_commits": [r["git_commit"] for r in records],
         "peak_memory_mb": peak_memory_mb(),
         "expectation": "CleanRL ppo_continuous_action reaches about 2400 on Hopper-v4 at 1M steps; target >= 2000",
     }
