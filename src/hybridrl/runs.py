@@ -25,7 +25,6 @@ from hybridrl.core.io import atomic_write_json
 from hybridrl.errors import ConfigError, RunDirectoryError
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.ckpt"
 FINAL_FILE = "final.json"
 

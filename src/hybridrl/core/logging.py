@@ -18,21 +18,33 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hybridrl.core.io import atomic_write_text
+from hybridrl.errors import RunDirectoryError
 
 METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every entry of ``run_dir/metrics.jsonl`` (a half-written last line is skipped)."""
+    """Every entry of ``run_dir/metrics.jsonl``.
+
+    A half-written last line (a run killed mid-write) is skipped; a bad line anywhere else means the
+    file is corrupt and raises :class:`~hybridrl.errors.RunDirectoryError`.
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
+    lines = path.read_text().splitlines()
     entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                continue
+            raise RunDirectoryError(f"{path} line {number} is not JSON ({error}); the file is corrupt") from error
+        if isinstance(entry, dict):
+            entries.append(entry)
     return entries
 
 

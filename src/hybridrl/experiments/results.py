@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from hybridrl import runs as run_files
+from hybridrl.core.logging import read_metrics
 from hybridrl.errors import RunDirectoryError
 from hybridrl.experiments.spec import DEFAULT_VARIANT, TASK_KEYS
 from hybridrl.experiments.sweep import ERROR_FILE, SWEEP_RUN_FILE
@@ -122,7 +122,7 @@ def load_results(root: str | os.PathLike[str]) -> pd.DataFrame:
 def _load_run_evaluations(run_dir: Path, root: Path) -> pd.DataFrame:
     identity = _run_identity(run_dir, root)
     evaluations: dict[float, dict[str, Any]] = {}
-    for line in _metric_lines(run_dir):
+    for line in read_metrics(run_dir):
         if RETURN_MEAN in line and "step" in line:
             evaluations[float(line["step"])] = line  # a resumed run re-logs steps: the last wins
     final = _read_json(run_dir / run_files.FINAL_FILE)
@@ -173,27 +173,6 @@ def _config_columns(run_dir: Path) -> dict[str, Any]:
     recorded = _read_json(run_dir / run_files.CONFIG_FILE) or {}
     config = recorded.get("config", {})
     return {f"config/{key}": value for key, value in config.items() if _is_scalar(value)}
-
-
-def _metric_lines(run_dir: Path) -> Iterator[dict[str, Any]]:
-    path = run_dir / run_files.METRICS_FILE
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            if number == len(lines):
-                # A run killed mid-write leaves half a last line; the rest is intact.
-                logger.warning("%s: ignoring the incomplete last line", path)
-                continue
-            raise RunDirectoryError(f"{path} line {number} is not JSON ({error}); "
-                                    "the file is corrupt") from error
-        if isinstance(value, dict):
-            yield value
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -369,8 +369,10 @@ class PPOTrainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         seeder = Seeder(config.seed)
+        train_seed = seeder.env_seeds("train", 1)[0]
+        # Seeded once, by the first reset below (env i gets train_seed + i).
         self.envs = make_vector_env(config.env, config.num_envs, config.vector_mode,
-                                    seed=seeder.env_seeds("train", 1)[0], action_repeat=config.action_repeat)
+                                    action_repeat=config.action_repeat)
         self.eval_env = make_env(config.env, action_repeat=config.action_repeat)
         self.eval_seed = seeder.env_seeds("eval", 1)[0]
         observation_space = self.envs.single_observation_space
@@ -397,7 +399,7 @@ class PPOTrainer:
         self.elapsed = 0.0
         self.last_eval: dict[str, float] = {}
         self.last_eval_step = -1
-        self.next_observations, _ = self.envs.reset(seed=seeder.env_seeds("train", 1)[0])
+        self.next_observations, _ = self.envs.reset(seed=train_seed)
         if config.normalize_observations:
             self.observation_stats.update(self.next_observations)
         self._host_params = jax.device_get(self.state.params)
