@@ -19,6 +19,7 @@ from hybridrl.errors import ConfigError
 #: name -> module that defines ``ALGORITHM``.
 _ALGORITHM_MODULES: dict[str, str] = {
     "ppo": "hybridrl.rl.ppo",
+    "props": "hybridrl.rl.props",
 }
 
 
@@ -55,6 +56,9 @@ class AlgorithmSpec:
     :param presets: preset name -> field overrides applied to the dataclass defaults.
     :param make_trainer: ``(config, run_dir, progress) -> Trainer``.
     :param summary: one line for ``hybridrl train --help``.
+    :param task_presets: optional ``(preset, values) -> overrides``: per-task settings (e.g. the
+        paper's table for the chosen environment) that sit between the preset and the user's
+        overrides. ``values`` is the full config the preset and overrides give.
     """
 
     name: str
@@ -62,6 +66,7 @@ class AlgorithmSpec:
     presets: Mapping[str, Mapping[str, Any]]
     make_trainer: Callable[[Any, Path, bool], Trainer]
     summary: str
+    task_presets: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def make_config(self, preset: str = "cpu", **overrides: Any) -> Any:
         """The config of ``preset`` with ``overrides`` applied and validated."""
@@ -72,6 +77,9 @@ class AlgorithmSpec:
         defaults = {field.name: field.default for field in dataclasses.fields(self.config_cls)}
         fields = set(defaults)
         values = {**self.presets[preset], **overrides, "preset": preset}
+        if self.task_presets is not None:
+            task = self.task_presets(preset, {**defaults, **values})
+            values = {**self.presets[preset], **task, **overrides, "preset": preset}
         # Lists (from YAML, JSON or Python) become tuples where the field is a tuple, so a config
         # compares equal to the one read back from config.json.
         values = {key: tuple(value) if isinstance(value, list) and isinstance(defaults.get(key), tuple) else value

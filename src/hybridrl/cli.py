@@ -86,8 +86,14 @@ def _train(rest: list[str]) -> int:
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     known, options = parser.parse_known_args(rest[1:])
+    prog = f"hybridrl train {spec.name}"
     base = spec.make_config(known.preset)
-    config = _parse_config(spec.config_cls, base, options, prog=f"hybridrl train {spec.name}")
+    if spec.task_presets is not None:
+        # Per-task defaults depend on options such as --env: parse once (without --help) to learn
+        # them, rebuild the defaults for that task, and parse again, so --help shows the task's values.
+        first = _parse_config(spec.config_cls, base, [o for o in options if o not in ("-h", "--help")], prog)
+        base = spec.make_config(known.preset, **_changed_fields(base, first))
+    config = _parse_config(spec.config_cls, base, options, prog=prog)
     config = spec.make_config(known.preset, **_changed_fields(base, config))
     from hybridrl import runs
 

@@ -15,6 +15,7 @@ import pytest
 from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.seeding import Seeder, generator_state, restore_generator
 from hybridrl.errors import CheckpointError, HybridRLError
+from hybridrl.testing import assert_trees_equal
 
 
 def _params(width: int = 3) -> dict[str, Any]:
@@ -45,14 +46,6 @@ def _train_state(width: int = 3, updates: int = 3) -> dict[str, Any]:
             "obs_stats": {"mean": np.linspace(-1.0, 1.0, 4), "var": np.full(4, 2.0), "count": np.float64(17.0)}}
 
 
-def _assert_trees_equal(actual: Any, expected: Any) -> None:
-    assert jax.tree_util.tree_structure(actual) == jax.tree_util.tree_structure(expected)
-    for actual_leaf, expected_leaf in zip(jax.tree_util.tree_leaves(actual), jax.tree_util.tree_leaves(expected),
-                                          strict=True):
-        assert np.asarray(actual_leaf).dtype == np.asarray(expected_leaf).dtype
-        np.testing.assert_array_equal(np.asarray(actual_leaf), np.asarray(expected_leaf))
-
-
 @pytest.fixture(scope="module")
 def train_state() -> dict[str, Any]:
     return _train_state()
@@ -81,7 +74,7 @@ def test_round_trip_restores_every_field_kind(tmp_path: Path, train_state: dict[
     save_checkpoint(path, algorithm="ppo", step=1234, state=train_state, host_state=host_state, blobs=blobs)
     state, loaded_host, loaded_blobs, step = load_checkpoint(path, algorithm="ppo", template=template)
 
-    _assert_trees_equal(state, train_state)
+    assert_trees_equal(state, train_state)
     assert step == 1234
     assert loaded_blobs == blobs
     # The Adam step count and the injected (annealed) learning rate come back.
@@ -109,8 +102,8 @@ def test_restored_optimizer_state_continues_training_identically(tmp_path: Path,
     expected_update, expected_opt = optimizer.update(grads, train_state["opt_state"], train_state["params"])
     update, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
 
-    _assert_trees_equal(update, expected_update)
-    _assert_trees_equal(opt_state, expected_opt)
+    assert_trees_equal(update, expected_update)
+    assert_trees_equal(opt_state, expected_opt)
     np.testing.assert_array_equal(jax.random.normal(state["key"], (3,)),
                                   jax.random.normal(train_state["key"], (3,)))
 

@@ -24,6 +24,7 @@ from hybridrl.rl.ppo import (
     make_networks,
     ppo_loss,
 )
+from hybridrl.testing import assert_trees_equal, metrics_without_timing
 
 SPEC = get_algorithm("ppo")
 
@@ -33,11 +34,6 @@ def smoke_config(**overrides: Any) -> PPOConfig:
     return config
 
 
-def _metrics_without_timing(run_dir: Path) -> list[dict[str, Any]]:
-    entries = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in e.items() if k not in ("time", "train/steps_per_second")} for e in entries]
-
-
 def _final_params(run_dir: Path, config: PPOConfig) -> Any:
     trainer = PPOTrainer(config, run_dir)
     try:
@@ -45,14 +41,6 @@ def _final_params(run_dir: Path, config: PPOConfig) -> Any:
     finally:
         trainer.close()
     return jax.device_get(state.params)
-
-
-def _assert_trees_equal(left: Any, right: Any) -> None:
-    leaves_left, tree_left = jax.tree_util.tree_flatten(left)
-    leaves_right, tree_right = jax.tree_util.tree_flatten(right)
-    assert tree_left == tree_right
-    for a, b in zip(leaves_left, leaves_right, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize("env", ["Pendulum-v1", "CartPole-v1"])
@@ -130,10 +118,10 @@ def test_same_seed_gives_identical_runs(tmp_path: Path, env: str) -> None:
     first = runs.train("ppo", preset="smoke", env=env, seed=3, run_dir=tmp_path / "a")
     second = runs.train("ppo", preset="smoke", env=env, seed=3, run_dir=tmp_path / "b")
     other = runs.train("ppo", preset="smoke", env=env, seed=4, run_dir=tmp_path / "c")
-    assert _metrics_without_timing(first.run_dir) == _metrics_without_timing(second.run_dir)
-    assert _metrics_without_timing(first.run_dir) != _metrics_without_timing(other.run_dir)
+    assert metrics_without_timing(first.run_dir) == metrics_without_timing(second.run_dir)
+    assert metrics_without_timing(first.run_dir) != metrics_without_timing(other.run_dir)
     config = smoke_config(env=env, seed=3)
-    _assert_trees_equal(_final_params(first.run_dir, config), _final_params(second.run_dir, config))
+    assert_trees_equal(_final_params(first.run_dir, config), _final_params(second.run_dir, config))
 
 
 @pytest.mark.parametrize("env", ["Pendulum-v1", "Hopper-v5", "CartPole-v1"])
@@ -155,8 +143,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path: Path, env: s
     resumed = runs.resume(interrupted_dir)
 
     assert resumed.final["step"] == uninterrupted.final["step"] == 2_048
-    _assert_trees_equal(_final_params(uninterrupted.run_dir, config), _final_params(interrupted_dir, config))
-    assert _metrics_without_timing(uninterrupted.run_dir) == _metrics_without_timing(interrupted_dir)
+    assert_trees_equal(_final_params(uninterrupted.run_dir, config), _final_params(interrupted_dir, config))
+    assert metrics_without_timing(uninterrupted.run_dir) == metrics_without_timing(interrupted_dir)
     assert resumed.final["eval/return_mean"] == uninterrupted.final["eval/return_mean"]
 
 
@@ -168,7 +156,7 @@ def test_checkpoint_round_trip_restores_every_field(tmp_path: Path) -> None:
         trainer.train()
         path = trainer.save_checkpoint()
         restored.load_checkpoint(path)
-        _assert_trees_equal(trainer.state, restored.state)
+        assert_trees_equal(trainer.state, restored.state)
         assert restored.global_step == trainer.global_step == 512
         assert restored.iteration == trainer.iteration
         assert restored.rng.random() == trainer.rng.random()

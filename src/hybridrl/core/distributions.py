@@ -124,3 +124,22 @@ class Categorical:
 
 
 Distribution = DiagGaussian | Categorical
+
+
+def kl_divergence(p: Distribution, q: Distribution) -> Array:
+    """Exact ``KL(p || q)`` per batch element, summed over action dimensions.
+
+    Both must be of the same kind. For tanh-squashed Gaussians the value is that of the
+    underlying Gaussians, since KL is invariant under an invertible map of the variable.
+    """
+    if isinstance(p, DiagGaussian) and isinstance(q, DiagGaussian):
+        xp = array_module(p.mean)
+        # Per dimension: log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2.
+        variance_ratio = xp.exp(2.0 * (p.log_std - q.log_std))
+        mean_term = (p.mean - q.mean) ** 2 * xp.exp(-2.0 * q.log_std)
+        return xp.sum(q.log_std - p.log_std + 0.5 * (variance_ratio + mean_term) - 0.5, axis=-1)
+    if isinstance(p, Categorical) and isinstance(q, Categorical):
+        xp = array_module(p.logits)
+        p_log = p.log_probs()
+        return xp.sum(xp.exp(p_log) * (p_log - q.log_probs()), axis=-1)
+    raise TypeError(f"no KL between {type(p).__name__} and {type(q).__name__}")

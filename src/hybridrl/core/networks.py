@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -94,6 +94,8 @@ class GaussianPolicy(nn.Module):
     :param log_std_init: initial value of the state-independent log-std.
     :param log_std_bounds: clip range of a state-dependent log-std.
     :param squash: tanh-squash actions into (-1, 1).
+    :param tanh_mean: pass the mean through tanh (the distribution stays an unsquashed Gaussian),
+        as the PROPS code's actor does.
     """
 
     action_dim: int
@@ -104,12 +106,15 @@ class GaussianPolicy(nn.Module):
     log_std_bounds: tuple[float, float] = (-20.0, 2.0)
     squash: bool = False
     mean_gain: float = 0.01
+    tanh_mean: bool = False
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> DiagGaussian:
         features = MLP(self.hidden_sizes, None, self.activation, name="torso")(observation)
         mean = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(self.mean_gain),
                         bias_init=nn.initializers.zeros, name="mean")(features)
+        if self.tanh_mean:
+            mean = jnp.tanh(mean)
         if self.state_dependent_std:
             log_std = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(self.mean_gain),
                                bias_init=nn.initializers.constant(self.log_std_init), name="log_std")(features)
@@ -125,10 +130,39 @@ class GaussianPolicy(nn.Module):
         """``apply`` in numpy; returns a numpy-backed :class:`DiagGaussian`."""
         features = _mlp_numpy(params["torso"], observation, len(self.hidden_sizes), self.activation, False)
         mean = _dense_numpy(params["mean"], features)
+        if self.tanh_mean:
+            mean = np.tanh(mean)
         if self.state_dependent_std:
             log_std = np.clip(_dense_numpy(params["log_std"], features), *self.log_std_bounds)
         else:
             log_std = np.broadcast_to(np.asarray(params["log_std"]), mean.shape)
+        return DiagGaussian(mean=mean, log_std=log_std, squash=self.squash)
+
+    # The split below lets a learner hold the torso fixed and fit only the output layer on
+    # precomputed features (the sampling-error fit of PROPS), at a fraction of a full pass's cost.
+
+    @nn.nowrap
+    def features(self, params: Params, observation: jax.Array) -> jax.Array:
+        """The torso's output (last hidden layer) for ``observation``."""
+        return cast(jax.Array, MLP(self.hidden_sizes, None, self.activation).apply(
+            {"params": params["torso"]}, observation))
+
+    @nn.nowrap
+    def head_params(self, params: Params) -> dict[str, Any]:
+        """The parameters :meth:`head` reads: the mean layer and the log-std."""
+        return {"mean": params["mean"], "log_std": params["log_std"]}
+
+    @nn.nowrap
+    def head(self, params: Params, features: jax.Array) -> DiagGaussian:
+        """The distribution from torso ``features``; ``params`` needs only :meth:`head_params`."""
+        mean = features @ params["mean"]["kernel"] + params["mean"]["bias"]
+        if self.tanh_mean:
+            mean = jnp.tanh(mean)
+        if self.state_dependent_std:
+            log_std = features @ params["log_std"]["kernel"] + params["log_std"]["bias"]
+            log_std = jnp.clip(log_std, *self.log_std_bounds)
+        else:
+            log_std = jnp.broadcast_to(params["log_std"], mean.shape)
         return DiagGaussian(mean=mean, log_std=log_std, squash=self.squash)
 
 
@@ -151,6 +185,23 @@ class CategoricalPolicy(nn.Module):
         """``apply`` in numpy; returns a numpy-backed :class:`Categorical`."""
         logits = _mlp_numpy(params["mlp"], observation, len(self.hidden_sizes), self.activation, True)
         return Categorical(logits=logits)
+
+    @nn.nowrap
+    def features(self, params: Params, observation: jax.Array) -> jax.Array:
+        """The last hidden layer's output for ``observation``."""
+        hidden = {name: value for name, value in params["mlp"].items() if name != "output"}
+        return cast(jax.Array, MLP(self.hidden_sizes, None, self.activation).apply({"params": hidden}, observation))
+
+    @nn.nowrap
+    def head_params(self, params: Params) -> dict[str, Any]:
+        """The parameters :meth:`head` reads: the logits layer."""
+        return {"mlp": {"output": params["mlp"]["output"]}}
+
+    @nn.nowrap
+    def head(self, params: Params, features: jax.Array) -> Categorical:
+        """The distribution from hidden ``features``; ``params`` needs only :meth:`head_params`."""
+        output = params["mlp"]["output"]
+        return Categorical(logits=features @ output["kernel"] + output["bias"])
 
 
 class ValueHead(nn.Module):

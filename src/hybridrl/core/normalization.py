@@ -88,8 +88,13 @@ class ReturnNormalizer:
         """
         self.discounted_returns = self.discounted_returns * self.gamma + rewards
         self.return_stats.update(self.discounted_returns)
-        scaled = rewards / np.sqrt(self.return_stats.var + self.epsilon)
         self.discounted_returns[episode_ended] = 0.0
+        return self.scale(rewards)
+
+    def scale(self, rewards: np.ndarray) -> np.ndarray:
+        """Scale and clip ``rewards`` with the current statistics, without updating them (for
+        learners that keep raw rewards and re-scale them before each update)."""
+        scaled = np.asarray(rewards) / np.sqrt(self.return_stats.var + self.epsilon)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:

@@ -107,6 +107,8 @@ class PPOConfig:
     """Hidden activation: tanh, relu, elu or silu."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    policy_tanh_mean: bool = False
+    """Pass the Gaussian mean through tanh (the PROPS code's actor); actions stay unsquashed."""
     normalize_observations: bool = True
     """Standardise observations with running statistics (frozen during evaluation)."""
     normalize_rewards: bool = True
@@ -226,7 +228,7 @@ def make_networks(config: PPOConfig, action_space: gym.Space[Any]) -> PPONetwork
     if isinstance(action_space, gym.spaces.Box):
         policy: nn.Module = GaussianPolicy(action_dim=int(np.prod(action_space.shape)),
                                            hidden_sizes=config.policy_hidden, activation=config.activation,
-                                           log_std_init=config.log_std_init)
+                                           log_std_init=config.log_std_init, tanh_mean=config.policy_tanh_mean)
     elif isinstance(action_space, gym.spaces.Discrete):
         policy = CategoricalPolicy(num_actions=int(action_space.n), hidden_sizes=config.policy_hidden,
                                    activation=config.activation)
@@ -513,12 +515,12 @@ class PPOTrainer:
                 if finished_returns:
                     scalars["train/episode_return"] = float(np.mean(finished_returns))
                 logger.log(self.global_step, scalars)
-                if _crossed(previous_step, self.global_step, config.eval_interval):
+                if interval_crossed(previous_step, self.global_step, config.eval_interval):
                     self.last_eval, self.last_eval_step = self.evaluate(config.eval_episodes), self.global_step
                     logger.log(self.global_step, self.last_eval)
                 done = self.global_step >= config.total_steps
                 pause = stop_at_step is not None and self.global_step >= stop_at_step
-                if done or pause or _crossed(previous_step, self.global_step, config.checkpoint_interval):
+                if done or pause or interval_crossed(previous_step, self.global_step, config.checkpoint_interval):
                     self.save_checkpoint()
                 logger.update_progress(self.global_step)
                 if pause and not done:
@@ -533,10 +535,17 @@ class PPOTrainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> Path:
-        """Write every piece of train state to ``run_dir/checkpoint.ckpt`` atomically."""
-        path = self.run_dir / "checkpoint.ckpt"
-        host_state = {
+    def checkpoint_state(self) -> Any:
+        """The device state a checkpoint stores (a subclass may add to it)."""
+        return self.state
+
+    def restore_checkpoint_state(self, state: Any) -> None:
+        """Take back :meth:`checkpoint_state` output."""
+        self.state = state
+
+    def host_state(self) -> dict[str, Any]:
+        """Host-side train state for checkpoints (a subclass may add to it)."""
+        return {
             "global_step": self.global_step,
             "iteration": self.iteration,
             "elapsed": self.elapsed,
@@ -549,21 +558,9 @@ class PPOTrainer:
             "last_eval": self.last_eval,
             "last_eval_step": self.last_eval_step,
         }
-        blobs: dict[str, bytes] = {}
-        try:
-            for index, snapshot in enumerate(self.envs.get_attr("snapshot")):
-                blobs[f"env_{index}"] = snapshot
-        except SnapshotUnsupportedError as error:
-            warnings.warn(f"environment state not saved ({error}); a resumed run will reset its envs",
-                          stacklevel=2)
-            blobs = {}
-        save_checkpoint(path, algorithm=self.algorithm, step=self.global_step, state=self.state,
-                        host_state=host_state, blobs=blobs)
-        return path
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` of the same config."""
-        self.state, host, blobs, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.state)
+    def restore_host_state(self, host: dict[str, Any]) -> None:
+        """Take back :meth:`host_state` output."""
         self.global_step = int(host["global_step"])
         self.iteration = int(host["iteration"])
         self.elapsed = float(host["elapsed"])
@@ -574,6 +571,27 @@ class PPOTrainer:
         self.episode_lengths = np.asarray(host["episode_lengths"], dtype=np.int64)
         self.last_eval = dict(host["last_eval"])
         self.last_eval_step = int(host["last_eval_step"])
+
+    def save_checkpoint(self) -> Path:
+        """Write every piece of train state to ``run_dir/checkpoint.ckpt`` atomically."""
+        path = self.run_dir / "checkpoint.ckpt"
+        blobs: dict[str, bytes] = {}
+        try:
+            for index, snapshot in enumerate(self.envs.get_attr("snapshot")):
+                blobs[f"env_{index}"] = snapshot
+        except SnapshotUnsupportedError as error:
+            warnings.warn(f"environment state not saved ({error}); a resumed run will reset its envs",
+                          stacklevel=2)
+            blobs = {}
+        save_checkpoint(path, algorithm=self.algorithm, step=self.global_step, state=self.checkpoint_state(),
+                        host_state=self.host_state(), blobs=blobs)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` of the same config."""
+        state, host, blobs, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.checkpoint_state())
+        self.restore_checkpoint_state(state)
+        self.restore_host_state(host)
         observations = np.asarray(host["next_observations"], dtype=self.next_observations.dtype)
         if blobs:
             self.envs.set_attr("snapshot", [blobs[f"env_{index}"] for index in range(self.config.num_envs)])
@@ -588,7 +606,7 @@ class PPOTrainer:
         self.eval_env.close()
 
 
-def _crossed(previous: int, current: int, interval: int) -> bool:
+def interval_crossed(previous: int, current: int, interval: int) -> bool:
     """Whether a multiple of ``interval`` lies in ``(previous, current]`` (never for interval 0)."""
     return interval > 0 and previous // interval != current // interval
 
