@@ -4,13 +4,16 @@ status 2 and no traceback."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from hybridrl.cli import main
+from hybridrl.algorithms import get_algorithm
+from hybridrl.cli import main, resolve_config
 from hybridrl.core.checkpoint import save_checkpoint
 
 
@@ -127,3 +130,35 @@ def test_real_entry_point_reports_user_errors_without_traceback() -> None:
     assert completed.returncode == 2
     assert "unknown environment 'NoSuchEnv-v0'" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_help_shows_the_per_task_defaults_of_the_chosen_env() -> None:
+    completed = subprocess.run([sys.executable, "-m", "hybridrl", "train", "props", "--preset", "paper",
+                                "--env", "Walker2d-v5", "--help"], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "COLUMNS": "200"})
+    assert completed.returncode == 0
+    lines = completed.stdout.splitlines()
+
+    def default_of(option: str) -> str:
+        # tyro prints the option on one line and its description, ending in the default, below.
+        start = next(index for index, line in enumerate(lines) if f"{option} " in line)
+        match = re.search(r"\(default: ([^)]*)\)", " ".join(lines[start:start + 4]))
+        assert match, f"no default shown for {option}"
+        return match.group(1)
+
+    # Walker2d's row of the PROPS table: 2M steps, delta_PROPS 0.1, 32 behaviour minibatches.
+    assert default_of("--total-steps") == "2000000"
+    assert default_of("--behaviour-target-kl") == "0.1"
+    assert default_of("--behaviour-num-minibatches") == "32"
+
+
+def test_task_defaults_follow_env_and_explicit_options_win() -> None:
+    spec = get_algorithm("props")
+    walker = resolve_config(spec, "paper", ["--env", "Walker2d-v5"])
+    assert (walker.behaviour_target_kl, walker.total_steps) == (0.1, 2_000_000)
+    # 2048 is Hopper's (the default env's) value too: given explicitly, it must survive the task switch.
+    explicit = resolve_config(spec, "paper", ["--env", "HalfCheetah-v5", "--num-steps", "2048",
+                                              "--learning-rate", "3e-4"])
+    assert (explicit.num_steps, explicit.learning_rate, explicit.behaviour_num_steps) == (2048, 3e-4, 512)
+    buffer = resolve_config(spec, "paper", ["--sampling", "on-policy", "--buffer-batches", "2"])
+    assert (buffer.num_steps, buffer.learning_rate) == (1024, 1e-4)  # Hopper's tuned PPO-Buffer row

@@ -86,20 +86,30 @@ def _train(rest: list[str]) -> int:
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     known, options = parser.parse_known_args(rest[1:])
-    prog = f"hybridrl train {spec.name}"
-    base = spec.make_config(known.preset)
-    if spec.task_presets is not None:
-        # Per-task defaults depend on options such as --env: parse once (without --help) to learn
-        # them, rebuild the defaults for that task, and parse again, so --help shows the task's values.
-        first = _parse_config(spec.config_cls, base, [o for o in options if o not in ("-h", "--help")], prog)
-        base = spec.make_config(known.preset, **_changed_fields(base, first))
-    config = _parse_config(spec.config_cls, base, options, prog=prog)
-    config = spec.make_config(known.preset, **_changed_fields(base, config))
+    config = resolve_config(spec, known.preset, options)
     from hybridrl import runs
 
     result = runs.start(spec, config, known.run_dir, progress=known.progress)
     _finish(result.run_dir, result.final)
     return 0
+
+
+def resolve_config(spec: Any, preset: str, options: list[str]) -> Any:
+    """The config of ``preset`` with the command-line ``options`` (tyro syntax) applied.
+
+    Per-task defaults depend on options such as ``--env``: the options are parsed once (without
+    ``--help``) to learn them, the defaults are rebuilt for that task, and the options are parsed
+    again on top, so explicit options always win and ``--help`` shows the task's values.
+    """
+    prog = f"hybridrl train {spec.name}"
+    base = spec.make_config(preset)
+    task_options: dict[str, Any] = {}
+    if spec.task_presets is not None:
+        first = _parse_config(spec.config_cls, base, [o for o in options if o not in ("-h", "--help")], prog)
+        task_options = _changed_fields(base, first)
+        base = spec.make_config(preset, **task_options)
+    config = _parse_config(spec.config_cls, base, options, prog=prog)
+    return spec.make_config(preset, **{**task_options, **_changed_fields(base, config)})
 
 
 def _parse_config(config_cls: type, default: Any, options: list[str], prog: str) -> Any:

@@ -23,7 +23,7 @@ def assert_trees_equal(left: Any, right: Any) -> None:
     """Assert two pytrees have the same structure and bit-identical leaves of the same dtype."""
     leaves_left, tree_left = jax.tree_util.tree_flatten(left)
     leaves_right, tree_right = jax.tree_util.tree_flatten(right)
-    assert tree_left == tree_right, f"tree structures differ: {tree_left} vs {tree_right}"
+    assert str(tree_left) == str(tree_right), f"tree structures differ: {tree_left} vs {tree_right}"
     for left_leaf, right_leaf in zip(leaves_left, leaves_right, strict=True):
         a, b = np.asarray(left_leaf), np.asarray(right_leaf)
         assert a.dtype == b.dtype, f"dtypes differ: {a.dtype} vs {b.dtype}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
-from hybridrl.core.distributions import Categorical, DiagGaussian, array_module
+from hybridrl.core.distributions import Categorical, DiagGaussian, array_module, kl_divergence
 
 # Build parameters in numpy (float64) or as JAX arrays (float32).
 BACKENDS: dict[str, Callable[[np.ndarray], Any]] = {
@@ -204,3 +205,20 @@ def test_distributions_are_pytrees_for_jit() -> None:
     distribution = DiagGaussian(mean=jnp.zeros((2, 3)), log_std=jnp.zeros((2, 3)), squash=True)
     action = jnp.full((2, 3), 0.5)
     np.testing.assert_allclose(log_prob(distribution, action), distribution.log_prob(action), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_kl_divergence_matches_hand_computed_values(backend: str) -> None:
+    xp = np if backend == "numpy" else jnp
+    # KL(N(1, 1) || N(0, 1)) = 1/2;  KL(N(0, 2^2) || N(0, 1)) = log(1/2) + 4/2 - 1/2; dims add up.
+    p = DiagGaussian(mean=xp.asarray([[1.0, 0.0]]), log_std=xp.asarray([[0.0, math.log(2.0)]]))
+    q = DiagGaussian(mean=xp.asarray([[0.0, 0.0]]), log_std=xp.asarray([[0.0, 0.0]]))
+    assert float(kl_divergence(p, q)[0]) == pytest.approx(0.5 + math.log(0.5) + 1.5, rel=1e-6)
+    assert float(kl_divergence(q, q)[0]) == pytest.approx(0.0, abs=1e-7)
+    # KL([.5, .5] || [.9, .1]) = .5 log(.5/.9) + .5 log(.5/.1)
+    first = Categorical(logits=xp.log(xp.asarray([[0.5, 0.5]])))
+    second = Categorical(logits=xp.log(xp.asarray([[0.9, 0.1]])))
+    expected = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert float(kl_divergence(first, second)[0]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(TypeError):
+        kl_divergence(p, first)
