@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import shlex
 import sys
@@ -34,3 +35,75 @@ def write_result(name: str, seeds: list[int], payload: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     atomic_write_json(path, record)
     return path
+
+
+# -- sweeps whose finished runs live on as small committed records -------------------------------
+#
+# A sweep's run directories (checkpoints, TensorBoard logs, full metrics) stay out of git. After a
+# sweep, each finished run is condensed into a record of kilobytes (config.json, sweep_run.json,
+# final.json, and the metrics lines worth keeping) under benchmarks/results/<name>/runs/. Before a
+# sweep, records whose run directory is missing are written back as finished run directories, so
+# a sweep resumed on a new machine skips the runs another machine finished, and results and
+# reports read them like any run.
+
+RECORDED_FILES = ("config.json", "sweep_run.json", "final.json")
+
+
+def _record_path(name: str, spec: Any, run_dir: Path) -> Path:
+    return RESULTS_DIR / name / "runs" / run_dir.relative_to(spec.output).with_suffix(".json")
+
+
+def restore_records(name: str, spec: Any) -> int:
+    """Write back the recorded runs of sweep ``spec`` that have no run directory; returns how many."""
+    from hybridrl.core.io import atomic_write_json, atomic_write_text
+    from hybridrl.experiments.spec import expand_sweep
+
+    restored = 0
+    for run in expand_sweep(spec):
+        record_path = _record_path(name, spec, run.run_dir)
+        if not record_path.is_file() or (run.run_dir / "config.json").is_file():
+            continue
+        record = json.loads(record_path.read_text())
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.run_dir / "metrics.jsonl", "".join(json.dumps(line) + "\n" for line in record["metrics"]))
+        for file_name in RECORDED_FILES:  # final.json last: it marks the run finished
+            atomic_write_json(run.run_dir / file_name, record[file_name])
+        restored += 1
+    return restored
+
+
+def save_records(name: str, spec: Any, keep: tuple[str, ...]) -> int:
+    """Condense every finished run of ``spec`` into its record, keeping the metrics lines that
+    hold any key in ``keep``; returns how many runs are recorded."""
+    from hybridrl.core.io import atomic_write_json
+    from hybridrl.core.logging import read_metrics
+    from hybridrl.experiments.spec import expand_sweep
+    from hybridrl.runs import is_finished
+
+    saved = 0
+    for run in expand_sweep(spec):
+        if not is_finished(run.run_dir):
+            continue
+        record: dict[str, Any] = {file_name: json.loads((run.run_dir / file_name).read_text())
+                                  for file_name in RECORDED_FILES}
+        record["metrics"] = [line for line in read_metrics(run.run_dir) if any(key in line for key in keep)]
+        atomic_write_json(_record_path(name, spec, run.run_dir), record)
+        saved += 1
+    return saved
+
+
+def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...], workers: int) -> Any:
+    """Run a sweep resumably: restore records, run what is left, record what finished.
+
+    :returns: the loaded :class:`~hybridrl.experiments.spec.SweepSpec`.
+    """
+    from hybridrl.experiments.spec import load_sweep_spec
+    from hybridrl.experiments.sweep import run_sweep
+
+    spec = load_sweep_spec(spec_mapping)
+    restored = restore_records(name, spec)
+    summary = run_sweep(spec, workers=workers, on_outcome=lambda outcome: print(
+        f"{outcome.status:8s} {outcome.run.run_dir} {outcome.wall_time_s:.0f}s {outcome.error or ''}", flush=True))
+    saved = save_records(name, spec, keep)
+    print(f"{name}: {restored} runs restored from records, {len(summary.failed)} failed, {saved} recorded")
+    return spec
