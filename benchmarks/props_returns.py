@@ -71,7 +71,7 @@ def main() -> None:
         "per_task_return": tables,
         "probability_of_improvement_over_ppo": improvement,
         "mean_wall_time_s": {f"{method} {task}": float(value) for (method, task), value in wall.items()},
-        "runs": int(len(scores)),
+        "runs": len(scores),
         "report": str(report.markdown.relative_to(REPOSITORY)),
         "paper": PAPER,
         "peak_memory_mb": peak_memory_mb(),
