@@ -354,3 +354,14 @@ def test_config_validation_messages() -> None:
     with pytest.raises(ConfigError, match="behaviour_num_stepz"):
         smoke_config(behaviour_num_stepz=4)
     smoke_config(sampling="on-policy", behaviour_num_steps=48)  # ignored without a behaviour policy
+
+
+def test_example_sweep_spec_is_valid() -> None:
+    from hybridrl.experiments.spec import expand_sweep, load_sweep_spec
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "props-vs-ppo.yaml"
+    runs_of_sweep = expand_sweep(load_sweep_spec(example))
+    assert len(runs_of_sweep) == 30
+    buffer_runs = [run for run in runs_of_sweep if run.variant == "ppo-buffer" and run.task == "Hopper-v5"]
+    configs = [SPEC.make_config(run.preset, **run.overrides) for run in buffer_runs]
+    assert {config.num_steps * config.num_envs for config in configs} == {1024}  # the tuned PPO-Buffer row
