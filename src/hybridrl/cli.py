@@ -6,6 +6,7 @@
     hybridrl resume RUN_DIR
     hybridrl eval RUN_DIR [--episodes N]
     hybridrl sweep SPEC.yaml | results DIR | report DIR
+    hybridrl data info ID | list | make ID | demos ENV
 
 User errors (unknown env, bad option, missing run dir, corrupt checkpoint) print one message and
 exit with status 2, without a traceback.
@@ -31,6 +32,7 @@ commands:
   sweep SPEC.yaml   run a grid of runs (algorithms x envs x seeds x overrides)
   results DIR       collect every run under DIR into one table
   report DIR        write report.md and figures for the runs under DIR
+  data COMMAND      offline datasets: info, list, make, demos (`hybridrl data --help`)
 """
 
 
@@ -44,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[list[str]], int]] = {
         "train": _train, "resume": _resume, "eval": _eval,
         "sweep": _experiments("sweep_main"), "results": _experiments("results_main"),
-        "report": _experiments("report_main"),
+        "report": _experiments("report_main"), "data": _data,
     }
     if command not in commands:
         print(f"hybridrl: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
@@ -68,6 +70,12 @@ def _experiments(name: str) -> Callable[[list[str]], int]:
         return command(rest)
 
     return run
+
+
+def _data(rest: list[str]) -> int:
+    from hybridrl.data.cli import data_main
+
+    return data_main(rest)
 
 
 def _train(rest: list[str]) -> int:
