@@ -22,10 +22,15 @@ def peak_memory_mb() -> dict[str, float]:
             "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * to_mb}
 
 
+def _command() -> str:
+    """This process's command line, as it was typed."""
+    return " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
+
+
 def write_result(name: str, seeds: list[int], payload: dict[str, Any]) -> Path:
     """Write ``benchmarks/results/<name>.json`` with the command, seeds, commit and machine."""
     record = {
-        "command": " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv]),
+        "command": _command(),
         "seeds": seeds,
         "git_commit": provenance.git_commit(),
         "machine": provenance.machine(),
@@ -84,8 +89,12 @@ def save_records(name: str, spec: Any, keep: tuple[str, ...]) -> int:
     for run in expand_sweep(spec):
         if not is_finished(run.run_dir):
             continue
-        record: dict[str, Any] = {file_name: json.loads((run.run_dir / file_name).read_text())
-                                  for file_name in RECORDED_FILES}
+        files = {file_name: json.loads((run.run_dir / file_name).read_text()) for file_name in RECORDED_FILES}
+        # Provenance first: the command that ran the sweep, this run's seed, and the commit and
+        # machine the run itself was trained with (from its config.json).
+        record: dict[str, Any] = {"command": _command(), "seeds": [run.seed],
+                                  "git_commit": files["config.json"].get("git_commit"),
+                                  "machine": files["config.json"].get("machine"), **files}
         record["metrics"] = [line for line in read_metrics(run.run_dir) if any(key in line for key in keep)]
         atomic_write_json(_record_path(name, spec, run.run_dir), record)
         saved += 1
