@@ -51,6 +51,10 @@ class DiagGaussian:
         """An action drawn with a JAX key."""
         return self.sample_from_noise(jax.random.normal(key, self.mean.shape, dtype=self.mean.dtype))
 
+    def sample_numpy(self, rng: np.random.Generator) -> Array:
+        """An action drawn with a numpy generator (float32 standard-normal noise), for host rollouts."""
+        return self.sample_from_noise(rng.standard_normal(self.noise_shape(), dtype=np.float32))
+
     def log_prob(self, action: Array) -> Array:
         """Log-density of ``action`` summed over action dimensions."""
         xp = array_module(self.mean)
@@ -99,6 +103,10 @@ class Categorical:
     def sample(self, key: jax.Array) -> jax.Array:
         """An action drawn with a JAX key."""
         return jax.random.categorical(key, self.logits, axis=-1)
+
+    def sample_numpy(self, rng: np.random.Generator) -> Array:
+        """An action drawn with a numpy generator (float32 uniform noise), for host rollouts."""
+        return self.sample_from_noise(rng.random(self.noise_shape(), dtype=np.float32))
 
     def log_probs(self) -> Array:
         """Normalised log-probabilities of every action."""

@@ -20,6 +20,7 @@ import numpy as np
 from flax import serialization
 
 from hybridrl.core.io import atomic_write_bytes
+from hybridrl.core.normalization import RunningMeanStd
 from hybridrl.data.validation import DatasetError
 
 _FORMAT = "hybridrl-behaviour-policy-1"
@@ -113,23 +114,19 @@ class BoundPolicy:
         self.network = network
         self.box = action_space if isinstance(action_space, gym.spaces.Box) else None
         self.clip = float(snapshot.config.get("observation_clip", 10.0))
+        self.observation_stats: RunningMeanStd | None = None
+        if snapshot.observation_mean is not None and snapshot.observation_var is not None:
+            self.observation_stats = RunningMeanStd(tuple(snapshot.observation_mean.shape))
+            self.observation_stats.load_state_dict({"mean": snapshot.observation_mean,
+                                                    "var": snapshot.observation_var, "count": 1.0})
 
     def __call__(self, observations: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Actions for a batch of raw observations: sampled with ``rng``, the mode without; clipped
         to the action space."""
-        observations = np.asarray(observations, dtype=np.float64)
-        if self.snapshot.observation_mean is not None and self.snapshot.observation_var is not None:
-            normalized = (observations - self.snapshot.observation_mean) / np.sqrt(self.snapshot.observation_var + 1e-8)
-            observations = np.clip(normalized, -self.clip, self.clip)
-        distribution = self.network.apply_numpy(self.snapshot.params, observations.astype(np.float32))
-        if rng is None:
-            actions = np.asarray(distribution.mode())
-        elif self.box is not None:
-            actions = np.asarray(distribution.sample_from_noise(
-                rng.standard_normal(distribution.noise_shape(), dtype=np.float32)))
-        else:
-            actions = np.asarray(distribution.sample_from_noise(
-                rng.random(distribution.noise_shape(), dtype=np.float32)))
+        if self.observation_stats is not None:
+            observations = self.observation_stats.normalize(observations, clip=self.clip)
+        distribution = self.network.apply_numpy(self.snapshot.params, np.asarray(observations, dtype=np.float32))
+        actions = np.asarray(distribution.mode() if rng is None else distribution.sample_numpy(rng))
         if self.box is not None:
             actions = np.clip(actions, self.box.low, self.box.high)
         return actions

@@ -426,34 +426,20 @@ class PPOTrainer:
         config, buffer = self.config, self.buffer
         policy, value = self.networks.policy, self.networks.value
         policy_params, value_params = self._host_params["policy"], self._host_params["value"]
-        box = self.action_space if isinstance(self.action_space, gym.spaces.Box) else None
         finished_returns: list[float] = []
         self.truncation_values.fill(0.0)
         for step in range(config.num_steps):
             observations = self.normalize(self.next_observations)
             distribution = policy.apply_numpy(policy_params, observations)
-            if box is not None:
-                noise = self.rng.standard_normal(distribution.noise_shape(), dtype=np.float32)
-            else:
-                noise = self.rng.random(distribution.noise_shape(), dtype=np.float32)
-            actions = distribution.sample_from_noise(noise)
+            actions = distribution.sample_numpy(self.rng)
             buffer.observations[step] = observations
             buffer.actions[step] = actions
             buffer.log_probs[step] = distribution.log_prob(actions)
             buffer.values[step] = value.apply_numpy(value_params, observations)
-            env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
-            self.next_observations, rewards, terminated, truncated, info = self.envs.step(env_actions)
-            ended = terminated | truncated
-            self.episode_returns += rewards
-            self.episode_lengths += 1
-            if ended.any():
-                finished_returns.extend(self.episode_returns[ended].tolist())
-                self.episode_returns[ended] = 0.0
-                self.episode_lengths[ended] = 0
-                cut = truncated & ~terminated
-                if cut.any():
-                    final = np.stack(info["final_obs"][cut]).astype(np.float32)
-                    self.truncation_values[step, cut] = value.apply_numpy(value_params, self.normalize(final))
+            rewards, terminated, ended, truncated_finals = self.step_envs(actions, finished_returns)
+            if truncated_finals is not None:
+                cut, final = truncated_finals
+                self.truncation_values[step, cut] = value.apply_numpy(value_params, self.normalize(final))
             if config.normalize_rewards:
                 rewards = self.return_normalizer(rewards, ended)
             buffer.rewards[step] = rewards
@@ -468,6 +454,30 @@ class PPOTrainer:
         truncated_mask = buffer.episode_ended & ~buffer.terminated
         buffer.next_values[truncated_mask] = self.truncation_values[truncated_mask]
         return finished_returns
+
+    def step_envs(self, actions: np.ndarray, finished_returns: list[float]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """Step every env with ``actions`` (clipped to a Box's bounds; log-probs stay those of the
+        unclipped actions), track episode returns, and append finished ones to ``finished_returns``.
+
+        :returns: raw rewards, terminated and ended flags, and, where a time limit cut episodes,
+            ``(mask, true final observations)`` of those envs (else None).
+        """
+        if isinstance(self.action_space, gym.spaces.Box):
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        self.next_observations, rewards, terminated, truncated, info = self.envs.step(actions)
+        ended = terminated | truncated
+        self.episode_returns += rewards
+        self.episode_lengths += 1
+        truncated_finals = None
+        if ended.any():
+            finished_returns.extend(self.episode_returns[ended].tolist())
+            self.episode_returns[ended] = 0.0
+            self.episode_lengths[ended] = 0
+            cut = truncated & ~terminated
+            if cut.any():
+                truncated_finals = cut, np.stack(info["final_obs"][cut]).astype(np.float32)
+        return rewards, terminated, ended, truncated_finals
 
     def update(self) -> dict[str, float]:
         """One PPO update on the collected rollout; returns host metrics."""

@@ -548,31 +548,17 @@ class PROPSTrainer(PPOTrainer):
         returns finished episodes' returns."""
         config, fifo = self.config, self.fifo
         policy, params = self.networks.policy, self._behaviour_host_params
-        box = self.action_space if isinstance(self.action_space, gym.spaces.Box) else None
         finished_returns: list[float] = []
         for _ in range(num_steps):
             observations = self.next_observations
-            distribution = policy.apply_numpy(params, self.normalize(observations))
-            if box is not None:
-                noise = self.rng.standard_normal(distribution.noise_shape(), dtype=np.float32)
-            else:
-                noise = self.rng.random(distribution.noise_shape(), dtype=np.float32)
-            actions = distribution.sample_from_noise(noise)
-            env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
-            self.next_observations, rewards, terminated, truncated, info = self.envs.step(env_actions)
-            ended = terminated | truncated
-            self.episode_returns += rewards
-            self.episode_lengths += 1
+            actions = policy.apply_numpy(params, self.normalize(observations)).sample_numpy(self.rng)
+            rewards, terminated, ended, truncated_finals = self.step_envs(actions, finished_returns)
             if config.normalize_rewards:
                 self.return_normalizer(rewards, ended)  # updates the statistics; rewards are scaled at update time
             row = fifo.add(observations, actions, rewards, terminated, ended)
-            if ended.any():
-                finished_returns.extend(self.episode_returns[ended].tolist())
-                self.episode_returns[ended] = 0.0
-                self.episode_lengths[ended] = 0
-                cut = truncated & ~terminated
-                if cut.any():
-                    fifo.final_observations[row, cut] = np.stack(info["final_obs"][cut])
+            if truncated_finals is not None:
+                cut, final = truncated_finals
+                fifo.final_observations[row, cut] = final
             if config.normalize_observations and not self.freeze_observation_stats:
                 self.observation_stats.update(self.next_observations)
         return finished_returns
