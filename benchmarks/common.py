@@ -71,15 +71,19 @@ def restore_records(name: str, spec: Any) -> int:
         record = json.loads(record_path.read_text())
         run.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.run_dir / "metrics.jsonl", "".join(json.dumps(line) + "\n" for line in record["metrics"]))
+        for relative, lines in record.get("extra_metrics", {}).items():
+            (run.run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.run_dir / relative, "".join(json.dumps(line) + "\n" for line in lines))
         for file_name in RECORDED_FILES:  # final.json last: it marks the run finished
             atomic_write_json(run.run_dir / file_name, record[file_name])
         restored += 1
     return restored
 
 
-def save_records(name: str, spec: Any, keep: tuple[str, ...]) -> int:
+def save_records(name: str, spec: Any, keep: tuple[str, ...], extra_metrics: tuple[str, ...] = ()) -> int:
     """Condense every finished run of ``spec`` into its record, keeping the metrics lines that
-    hold any key in ``keep``; returns how many runs are recorded."""
+    hold any key in ``keep`` (also from the run's ``extra_metrics`` files, e.g. ``online`` for a
+    phase with a metrics file of its own); returns how many runs are recorded."""
     from hybridrl.core.io import atomic_write_json
     from hybridrl.core.logging import read_metrics
     from hybridrl.experiments.spec import expand_sweep
@@ -96,12 +100,17 @@ def save_records(name: str, spec: Any, keep: tuple[str, ...]) -> int:
                                   "git_commit": files["config.json"].get("git_commit"),
                                   "machine": files["config.json"].get("machine"), **files}
         record["metrics"] = [line for line in read_metrics(run.run_dir) if any(key in line for key in keep)]
+        record["extra_metrics"] = {
+            f"{folder}/metrics.jsonl": [line for line in read_metrics(run.run_dir / folder)
+                                        if any(key in line for key in keep)]
+            for folder in extra_metrics if (run.run_dir / folder / "metrics.jsonl").is_file()}
         atomic_write_json(_record_path(name, spec, run.run_dir), record)
         saved += 1
     return saved
 
 
-def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...], workers: int) -> Any:
+def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...], workers: int,
+                   extra_metrics: tuple[str, ...] = ()) -> Any:
     """Run a sweep resumably: restore records, run what is left, record what finished.
 
     :returns: the loaded :class:`~hybridrl.experiments.spec.SweepSpec`.
@@ -113,6 +122,6 @@ def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...
     restored = restore_records(name, spec)
     summary = run_sweep(spec, workers=workers, on_outcome=lambda outcome: print(
         f"{outcome.status:8s} {outcome.run.run_dir} {outcome.wall_time_s:.0f}s {outcome.error or ''}", flush=True))
-    saved = save_records(name, spec, keep)
+    saved = save_records(name, spec, keep, extra_metrics)
     print(f"{name}: {restored} runs restored from records, {len(summary.failed)} failed, {saved} recorded")
     return spec

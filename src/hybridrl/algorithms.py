@@ -18,8 +18,11 @@ from hybridrl.errors import ConfigError
 
 #: name -> module that defines ``ALGORITHM``.
 _ALGORITHM_MODULES: dict[str, str] = {
+    "bc": "hybridrl.offline.bc",
+    "iql": "hybridrl.offline.iql",
     "ppo": "hybridrl.rl.ppo",
     "props": "hybridrl.rl.props",
+    "uni-o4": "hybridrl.offline.uni_o4",
 }
 
 

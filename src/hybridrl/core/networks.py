@@ -96,6 +96,9 @@ class GaussianPolicy(nn.Module):
     :param squash: tanh-squash actions into (-1, 1).
     :param tanh_mean: pass the mean through tanh (the distribution stays an unsquashed Gaussian),
         as the PROPS code's actor does.
+    :param soft_log_std_bounds: map a state-dependent log-std into ``log_std_bounds`` smoothly,
+        ``low + (high - low) (tanh(x) + 1) / 2``, instead of clipping it (Uni-O4's policies), so
+        the gradient never vanishes at a bound.
     """
 
     action_dim: int
@@ -107,6 +110,7 @@ class GaussianPolicy(nn.Module):
     squash: bool = False
     mean_gain: float = 0.01
     tanh_mean: bool = False
+    soft_log_std_bounds: bool = False
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> DiagGaussian:
@@ -118,7 +122,7 @@ class GaussianPolicy(nn.Module):
         if self.state_dependent_std:
             log_std = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(self.mean_gain),
                                bias_init=nn.initializers.constant(self.log_std_init), name="log_std")(features)
-            log_std = jnp.clip(log_std, *self.log_std_bounds)
+            log_std = self._bound_log_std(jnp, log_std)
         else:
             log_std_param = self.param("log_std", nn.initializers.constant(self.log_std_init),
                                        (self.action_dim,))
@@ -133,10 +137,17 @@ class GaussianPolicy(nn.Module):
         if self.tanh_mean:
             mean = np.tanh(mean)
         if self.state_dependent_std:
-            log_std = np.clip(_dense_numpy(params["log_std"], features), *self.log_std_bounds)
+            log_std = self._bound_log_std(np, _dense_numpy(params["log_std"], features))
         else:
             log_std = np.broadcast_to(np.asarray(params["log_std"]), mean.shape)
         return DiagGaussian(mean=mean, log_std=log_std, squash=self.squash)
+
+    @nn.nowrap
+    def _bound_log_std(self, xp: Any, log_std: Any) -> Any:
+        low, high = self.log_std_bounds
+        if self.soft_log_std_bounds:
+            return low + 0.5 * (high - low) * (xp.tanh(log_std) + 1.0)
+        return xp.clip(log_std, low, high)
 
     # The split below lets a learner hold the torso fixed and fit only the output layer on
     # precomputed features (the sampling-error fit of PROPS), at a fraction of a full pass's cost.
@@ -159,8 +170,7 @@ class GaussianPolicy(nn.Module):
         if self.tanh_mean:
             mean = jnp.tanh(mean)
         if self.state_dependent_std:
-            log_std = features @ params["log_std"]["kernel"] + params["log_std"]["bias"]
-            log_std = jnp.clip(log_std, *self.log_std_bounds)
+            log_std = self._bound_log_std(jnp, features @ params["log_std"]["kernel"] + params["log_std"]["bias"])
         else:
             log_std = jnp.broadcast_to(params["log_std"], mean.shape)
         return DiagGaussian(mean=mean, log_std=log_std, squash=self.squash)

@@ -75,6 +75,8 @@ class PPOConfig:
     """Repeat each action this many times (dmc: tasks only)."""
     learning_rate: float = 3e-4
     """Adam step size."""
+    value_learning_rate: float | None = None
+    """Step size of the value network if it differs from the policy's (None: learning_rate); annealed alike."""
     anneal_lr: bool = True
     """Decay the step size linearly to 0 over the run."""
     gamma: float = 0.99
@@ -113,6 +115,8 @@ class PPOConfig:
     """Standardise observations with running statistics (frozen during evaluation)."""
     normalize_rewards: bool = True
     """Scale rewards by the running std of the discounted return."""
+    reward_scale: float = 1.0
+    """Multiply rewards by this constant before any normalisation (episode returns stay raw)."""
     observation_clip: float = 10.0
     """Clip normalised observations to +-this."""
     reward_clip: float = 10.0
@@ -133,6 +137,11 @@ class PPOConfig:
     def minibatch_size(self) -> int:
         """Transitions per minibatch."""
         return self.batch_size // self.num_minibatches
+
+    @property
+    def value_learning_rate_scale(self) -> float:
+        """The value network's step size relative to the policy's."""
+        return 1.0 if self.value_learning_rate is None else self.value_learning_rate / self.learning_rate
 
     @property
     def num_iterations(self) -> int:
@@ -158,6 +167,10 @@ class PPOConfig:
             raise ConfigError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
         if self.learning_rate <= 0 or self.clip_coef <= 0:
             raise ConfigError("--learning-rate and --clip-coef must be positive")
+        if self.value_learning_rate is not None and self.value_learning_rate <= 0:
+            raise ConfigError(f"--value-learning-rate must be positive or None, got {self.value_learning_rate}")
+        if self.reward_scale <= 0:
+            raise ConfigError(f"--reward-scale must be positive, got {self.reward_scale}")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ConfigError(f"--target-kl must be positive or None, got {self.target_kl}")
         check_env_id(self.env)
@@ -238,14 +251,28 @@ def make_networks(config: PPOConfig, action_space: gym.Space[Any]) -> PPONetwork
                                                       activation=config.activation))
 
 
-def make_optimizer(max_grad_norm: float, learning_rate: float) -> optax.GradientTransformation:
+def make_optimizer(max_grad_norm: float, learning_rate: float,
+                   value_learning_rate_scale: float = 1.0) -> optax.GradientTransformation:
     """Adam (eps 1e-5, as in baselines) after global-norm clipping; the learning rate is an
-    injected hyper-parameter so annealing lives in the optimiser state (and in checkpoints)."""
+    injected hyper-parameter so annealing lives in the optimiser state (and in checkpoints).
+
+    :param value_learning_rate_scale: multiply the updates of the ``"value"`` subtree by this,
+        which for Adam is the same as giving the value network its own step size (Uni-O4's online
+        phase uses 1e-5 for the policy and 2e-4 for the value).
+    """
 
     def build(learning_rate: float) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+        adam = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+        if value_learning_rate_scale == 1.0:
+            return adam
+        return optax.chain(adam, optax.masked(optax.scale(value_learning_rate_scale), _value_subtree_mask))
 
     return optax.inject_hyperparams(build)(learning_rate=learning_rate)
+
+
+def _value_subtree_mask(params: dict[str, Any]) -> dict[str, Any]:
+    return {name: jax.tree_util.tree_map(lambda _, value=name == "value": value, subtree)
+            for name, subtree in params.items()}
 
 
 def init_train_state(config: PPOConfig, networks: PPONetworks, observation_shape: tuple[int, ...],
@@ -255,7 +282,7 @@ def init_train_state(config: PPOConfig, networks: PPONetworks, observation_shape
     dummy = jnp.zeros((1, *observation_shape), dtype=jnp.float32)
     params = {"policy": networks.policy.init(policy_key, dummy)["params"],
               "value": networks.value.init(value_key, dummy)["params"]}
-    optimizer = make_optimizer(config.max_grad_norm, config.learning_rate)
+    optimizer = make_optimizer(config.max_grad_norm, config.learning_rate, config.value_learning_rate_scale)
     return PPOTrainState(params=params, opt_state=optimizer.init(params), key=shuffle_key)
 
 
@@ -295,17 +322,19 @@ def ppo_loss(params: dict[str, Any], batch: RolloutBatch, networks: PPONetworks,
     return loss, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("networks", "settings", "max_grad_norm"))
+@functools.partial(jax.jit, static_argnames=("networks", "settings", "max_grad_norm", "value_learning_rate_scale"))
 def ppo_update(state: PPOTrainState, batch: RolloutBatch, learning_rate: jax.Array, *,
-               networks: PPONetworks, settings: UpdateSettings, max_grad_norm: float
-               ) -> tuple[PPOTrainState, dict[str, jax.Array]]:
+               networks: PPONetworks, settings: UpdateSettings, max_grad_norm: float,
+               value_learning_rate_scale: float = 1.0) -> tuple[PPOTrainState, dict[str, jax.Array]]:
     """All epochs and minibatches of one PPO update, as one compiled function.
 
     :param batch: the rollout, flattened to ``(batch_size, ...)``.
     :param learning_rate: this iteration's (annealed) step size.
+    :param value_learning_rate_scale: the value network's step size relative to the policy's
+        (must match the optimiser the state was made with).
     :returns: the new state and metrics averaged over the minibatch steps actually taken.
     """
-    optimizer = make_optimizer(max_grad_norm, 0.0)
+    optimizer = make_optimizer(max_grad_norm, 0.0, value_learning_rate_scale)
     opt_state = state.opt_state
     opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, dtype=jnp.float32)
     batch_size = batch.observations.shape[0]
@@ -460,7 +489,7 @@ class PPOTrainer:
         """Step every env with ``actions`` (clipped to a Box's bounds; log-probs stay those of the
         unclipped actions), track episode returns, and append finished ones to ``finished_returns``.
 
-        :returns: raw rewards, terminated and ended flags, and, where a time limit cut episodes,
+        :returns: rewards (times ``reward_scale``), terminated and ended flags, and, where a time limit cut episodes,
             ``(mask, true final observations)`` of those envs (else None).
         """
         if isinstance(self.action_space, gym.spaces.Box):
@@ -477,6 +506,8 @@ class PPOTrainer:
             cut = truncated & ~terminated
             if cut.any():
                 truncated_finals = cut, np.stack(info["final_obs"][cut]).astype(np.float32)
+        if self.config.reward_scale != 1.0:
+            rewards = rewards * self.config.reward_scale
         return rewards, terminated, ended, truncated_finals
 
     def update(self) -> dict[str, float]:
@@ -492,7 +523,8 @@ class PPOTrainer:
         fraction_left = 1.0 - self.iteration / config.num_iterations if config.anneal_lr else 1.0
         self.state, metrics = ppo_update(self.state, batch, np.float32(config.learning_rate * fraction_left),
                                          networks=self.networks, settings=self.settings,
-                                         max_grad_norm=config.max_grad_norm)
+                                         max_grad_norm=config.max_grad_norm,
+                                         value_learning_rate_scale=config.value_learning_rate_scale)
         self.iteration += 1
         # One transfer per iteration: parameters for the next rollout and the metrics.
         self._host_params, host_metrics = jax.device_get((self.state.params, metrics))

@@ -617,7 +617,8 @@ class PROPSTrainer(PPOTrainer):
         fraction_left = 1.0 - self.iteration / config.num_iterations if config.anneal_lr else 1.0
         self.state, metrics = ppo_update(self.state, batch, np.float32(config.learning_rate * fraction_left),
                                          networks=self.networks, settings=self.settings,
-                                         max_grad_norm=config.max_grad_norm)
+                                         max_grad_norm=config.max_grad_norm,
+                                         value_learning_rate_scale=config.value_learning_rate_scale)
         self._host_params, host_metrics = jax.device_get((self.state.params, metrics))
         explained = 1.0 - np.var(returns - values) / max(float(np.var(returns)), 1e-8)
         return {**{name: float(metric) for name, metric in host_metrics.items()},

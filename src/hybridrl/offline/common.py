@@ -1,0 +1,348 @@
+"""What every offline learner shares: the dataset on device with its frozen state normaliser, the
+config fields of a run on a dataset, and a trainer loop over stages of jitted gradient-step chunks.
+
+An offline run is a sequence of *stages* (``bc``; or ``critic``, ``dynamics``, ``bc``, ``ppo`` for
+Uni-O4). A stage advances in chunks: ``run_chunk(n)`` performs ``n`` gradient steps as one
+compiled ``lax.scan`` and returns host scalars, so the host syncs once per chunk. The loop logs
+each chunk, evaluates the policy in the real environment every ``eval_interval`` steps, and
+checkpoints every ``checkpoint_interval`` steps and at every stage boundary, so an interrupted
+run resumes inside the stage it was in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
+from hybridrl.core.evaluation import ActFunction, evaluate_policy
+from hybridrl.core.logging import RunLogger
+from hybridrl.core.networks import GaussianPolicy, Params
+from hybridrl.data.dataset import Dataset, TransitionBatch
+from hybridrl.data.loading import load_dataset
+from hybridrl.envs.factory import make_env
+from hybridrl.errors import ConfigError
+from hybridrl.rl.ppo import interval_crossed
+
+# --------------------------------------------------------------------------------------------
+# Config fields of every offline run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OfflineConfig:
+    """Options every offline learner has (its own config adds the algorithm's)."""
+
+    dataset: str = "hopper-medium-v5"
+    """Dataset: one of ours (hopper-medium-v5; make it with `hybridrl data make`), a Minari id or folder, or a D4RL .hdf5 file."""
+    env: str = ""
+    """Environment to evaluate in; empty: the one the dataset records. A dataset of another env is an error."""
+    seed: int = 1
+    """Seed of every random stream of the run (networks, minibatches, evaluation episodes)."""
+    preset: str = "cpu"
+    """Preset the defaults came from: smoke, cpu or paper."""
+    normalize_states: bool = True
+    """Standardise states with the dataset's mean and std (frozen; evaluation uses the same)."""
+    eval_interval: int = 10_000
+    """Evaluate in the environment every this many gradient steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Deterministic (mean-action) episodes per evaluation."""
+    checkpoint_interval: int = 10_000
+    """Checkpoint every this many gradient steps (and at every stage boundary and the end)."""
+    log_interval: int = 1_000
+    """Gradient steps per compiled chunk; metrics are logged once per chunk."""
+
+    def validate_offline(self) -> None:
+        """Raise :class:`ConfigError` for impossible settings of the shared fields."""
+        if not self.dataset:
+            raise ConfigError("--dataset is required: e.g. --dataset hopper-medium-v5 (`hybridrl data list`)")
+        for name in ("eval_episodes", "log_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("eval_interval", "checkpoint_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.env:
+            from hybridrl.envs.factory import check_env_id
+
+            check_env_id(self.env)
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset on device
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateNormalizer:
+    """Frozen standardisation ``(s - mean) / std`` with the dataset's statistics (identity when off)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, observations: np.ndarray, enabled: bool = True, epsilon: float = 1e-3) -> StateNormalizer:
+        """The statistics of ``observations`` (std floored at ``epsilon``), or identity if not ``enabled``."""
+        observations = np.asarray(observations, dtype=np.float64)
+        if not enabled:
+            shape = observations.shape[1:]
+            return cls(np.zeros(shape, np.float32), np.ones(shape, np.float32))
+        return cls(observations.mean(axis=0).astype(np.float32),
+                   np.maximum(observations.std(axis=0), epsilon).astype(np.float32))
+
+    def __call__(self, observations: Any) -> Any:
+        """Normalised ``observations``: numpy in, numpy (float32) out; JAX in, JAX out."""
+        if isinstance(observations, np.ndarray):
+            return ((observations - self.mean) / self.std).astype(np.float32)
+        return (observations - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+
+
+@dataclass(frozen=True)
+class OfflineData:
+    """A dataset ready for offline learning.
+
+    :param dataset: the loaded, validated dataset (raw observations).
+    :param env_id: the environment it belongs to.
+    :param normalizer: the frozen state normaliser.
+    :param transitions: every transition with *normalised* observations and next observations,
+        on device, as the learners sample them.
+    """
+
+    dataset: Dataset
+    env_id: str
+    normalizer: StateNormalizer
+    transitions: TransitionBatch
+
+    @property
+    def observation_dim(self) -> int:
+        """Size of one (flat) observation."""
+        return int(np.prod(self.dataset.observation_shape))
+
+    @property
+    def action_dim(self) -> int:
+        """Size of one action."""
+        return int(np.prod(self.dataset.action_shape))
+
+    def normalized_score(self, episode_return: float) -> float | None:
+        """The dataset's normalised score of a return (None without reference returns)."""
+        if self.dataset.info.reference_returns is None:
+            return None
+        return float(self.dataset.normalized_score(episode_return))
+
+
+def load_offline_data(dataset_id: str, env: str = "", normalize_states: bool = True) -> OfflineData:
+    """Load and validate ``dataset_id`` for an offline learner.
+
+    :param env: the environment to check the dataset against; empty: the one it records.
+    :raises DatasetError: the dataset is missing, malformed, or of another environment.
+    :raises ConfigError: the dataset records no environment and none is given, or has discrete actions.
+    """
+    dataset = load_dataset(dataset_id, env=env or None)
+    env_id = env or dataset.info.env_id
+    if not env_id:
+        raise ConfigError(f"dataset {dataset_id!r} does not record its environment; pass --env ENV_ID")
+    if np.issubdtype(np.asarray(dataset.transitions.actions).dtype, np.integer):
+        raise ConfigError(f"dataset {dataset_id!r} has discrete actions; hybridrl's offline learners need "
+                          "continuous (Box) actions")
+    normalizer = StateNormalizer.fit(np.asarray(dataset.transitions.observations), normalize_states)
+    raw = dataset.transitions
+    transitions = dataclasses.replace(raw, observations=normalizer(raw.observations),
+                                      next_observations=normalizer(raw.next_observations))
+    return OfflineData(dataset=dataset, env_id=env_id, normalizer=normalizer, transitions=transitions)
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer loop over stages
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    """One stage of an offline run.
+
+    :param name: the stage's name (its metrics are logged under ``<name>/``).
+    :param total_steps: gradient steps of the stage.
+    :param run_chunk: ``n -> scalars``: perform the next ``n`` steps, return host metrics.
+    :param chunk_size: steps per chunk (default: the config's ``log_interval``); a stage that
+        cannot be split (e.g. one with its own stopping rule) uses its ``total_steps``.
+    :param evaluate: evaluate the policy during this stage at ``eval_interval``.
+    """
+
+    name: str
+    total_steps: int
+    run_chunk: Callable[[int], dict[str, float]]
+    chunk_size: int | None = None
+    evaluate: bool = True
+
+
+class OfflineTrainer:
+    """Runs the stages of an offline learner in a run directory, with evaluation and checkpoints.
+
+    Subclasses set ``algorithm`` and implement :meth:`stages`, :meth:`act_deterministic`,
+    :meth:`checkpoint_state` and :meth:`restore_checkpoint_state`. ``self.step`` counts gradient
+    steps over all stages; the metrics file's ``step`` is that counter.
+    """
+
+    algorithm = "offline"
+
+    def __init__(self, config: OfflineConfig, run_dir: Path, progress: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.data = load_offline_data(config.dataset, config.env, config.normalize_states)
+        self.env_id = self.data.env_id
+        self.eval_env = make_env(self.env_id)
+        self.step = 0
+        self.elapsed = 0.0
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step = -1
+
+    # -- what a learner defines ---------------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        """The stages, in order."""
+        raise NotImplementedError
+
+    def deterministic_policy(self) -> ActFunction:
+        """The current policy as a raw-observation -> mean-action function (host parameters
+        fetched once, so an evaluation does not sync per step)."""
+        raise NotImplementedError
+
+    def act_deterministic(self, observations: np.ndarray) -> np.ndarray:
+        """The current policy's mean action for raw observations."""
+        return self.deterministic_policy()(observations)
+
+    def checkpoint_state(self) -> Any:
+        """The device state a checkpoint stores: a pytree whose structure does not change during the run."""
+        raise NotImplementedError
+
+    def restore_checkpoint_state(self, state: Any) -> None:
+        """Take back :meth:`checkpoint_state` output."""
+        raise NotImplementedError
+
+    def host_state(self) -> dict[str, Any]:
+        """Host-side state for checkpoints (a learner may add to it)."""
+        return {"step": self.step, "elapsed": self.elapsed, "last_eval": self.last_eval,
+                "last_eval_step": self.last_eval_step}
+
+    def restore_host_state(self, host: dict[str, Any]) -> None:
+        """Take back :meth:`host_state` output."""
+        self.step = int(host["step"])
+        self.elapsed = float(host["elapsed"])
+        self.last_eval = dict(host["last_eval"])
+        self.last_eval_step = int(host["last_eval_step"])
+
+    def after_stages(self) -> None:
+        """Called once the last stage is done, before the final evaluation (and again on a resume of
+        a finished run, so it must be idempotent)."""
+
+    def final_metrics(self) -> dict[str, Any]:
+        """What ``final.json`` records beyond the last evaluation (a learner may add to it)."""
+        return {}
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    @property
+    def eval_seed(self) -> int:
+        """Seed of the first evaluation episode (episode i uses eval_seed + i)."""
+        from hybridrl.core.seeding import Seeder
+
+        return Seeder(self.config.seed).env_seeds("eval", 1)[0]
+
+    def evaluate_act(self, act: Callable[[np.ndarray], np.ndarray], episodes: int) -> dict[str, float]:
+        """Evaluate a policy given as a raw-observation -> action function; the normalised score
+        uses the dataset's reference returns."""
+        result = evaluate_policy(self.eval_env, act, episodes, self.eval_seed)
+        score = self.data.normalized_score(result["eval/return_mean"])
+        if score is not None:
+            result["eval/normalized_score"] = score
+        return result
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Deterministic evaluation of the current policy in the environment."""
+        return self.evaluate_act(self.deterministic_policy(), episodes)
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def train(self, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Run every stage to its end (resuming where a checkpoint left off), evaluate, return final metrics.
+
+        :param stop_at_step: pause (with a checkpoint) at the first chunk boundary at or after this
+            gradient step, returning ``{"step": ..., "paused": True}``; resume with a new trainer.
+        """
+        config = self.config
+        stages = self.stages()
+        total = sum(stage.total_steps for stage in stages)
+        logger = RunLogger(self.run_dir, total, start_step=self.step, progress=self.progress, elapsed=self.elapsed)
+        try:
+            stage_start = 0
+            for stage in stages:
+                stage_end = stage_start + stage.total_steps
+                chunk = stage.chunk_size or config.log_interval
+                while self.step < stage_end:
+                    previous = self.step
+                    steps = min(chunk, stage_end - self.step)
+                    scalars = stage.run_chunk(steps)
+                    self.step += steps
+                    self.elapsed = logger.elapsed
+                    logger.log(self.step, {f"{stage.name}/{name}" if "/" not in name else name: value
+                                           for name, value in scalars.items()})
+                    if stage.evaluate and interval_crossed(previous, self.step, config.eval_interval):
+                        self._evaluate_and_log(logger)
+                    pause = stop_at_step is not None and self.step >= stop_at_step
+                    if pause or self.step == stage_end or interval_crossed(previous, self.step,
+                                                                           config.checkpoint_interval):
+                        self.save_checkpoint()
+                    logger.update_progress(self.step)
+                    if pause and self.step < total:
+                        return {"step": self.step, "paused": True}
+                stage_start = stage_end
+            self.after_stages()
+            if self.last_eval_step != self.step:
+                self._evaluate_and_log(logger)
+                self.save_checkpoint()
+        finally:
+            logger.close()
+        return {"step": self.step, **self.last_eval, **self.final_metrics(), "wall_time_s": self.elapsed}
+
+    def _evaluate_and_log(self, logger: RunLogger) -> None:
+        self.last_eval, self.last_eval_step = self.evaluate(self.config.eval_episodes), self.step
+        logger.log(self.step, self.last_eval)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write the full train state to ``run_dir/checkpoint.ckpt`` atomically."""
+        path = self.run_dir / "checkpoint.ckpt"
+        save_checkpoint(path, algorithm=self.algorithm, step=self.step, state=self.checkpoint_state(),
+                        host_state=self.host_state())
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` of the same config."""
+        state, host, _, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.checkpoint_state())
+        self.restore_checkpoint_state(state)
+        self.restore_host_state(host)
+
+    def close(self) -> None:
+        """Close the evaluation environment."""
+        self.eval_env.close()
+
+
+def gaussian_mean_policy(policy: GaussianPolicy, params: Params, normalizer: StateNormalizer) -> ActFunction:
+    """``raw observations -> mean action`` (clipped to [-1, 1]) of ``policy`` with host ``params``,
+    in numpy: evaluation episodes step one env at a time, where a jitted call costs a MuJoCo step."""
+    host_params = jax.device_get(params)
+
+    def act(observations: np.ndarray) -> np.ndarray:
+        distribution = policy.apply_numpy(host_params, normalizer(np.asarray(observations, dtype=np.float32)))
+        return np.clip(np.asarray(distribution.mode()), -1.0, 1.0)
+
+    return act

@@ -1,0 +1,287 @@
+"""Tests of IQL (hybridrl.offline.iql): the losses on hand-computed values, the target update
+schedule, the bootstrap mask, expectile values on a toy MDP with known answers, AWR policy
+extraction on a bandit, the advantage's choice of Q, and determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hybridrl.core.distributions import DiagGaussian
+from hybridrl.data.dataset import TransitionBatch
+from hybridrl.errors import ConfigError
+from hybridrl.offline.iql import (
+    IQLCritic,
+    IQLSettings,
+    advantage,
+    awr_policy_loss,
+    awr_weights,
+    critic_params,
+    expectile_loss,
+    init_iql_state,
+    iql_train_steps,
+    iql_update,
+    make_iql_networks,
+    min_q,
+    not_done_mask,
+    q_loss,
+    q_targets,
+    q_values,
+    state_values,
+    value_loss,
+)
+from hybridrl.testing import assert_trees_equal
+
+GAMMA = 0.9
+
+
+def small_settings(**overrides: Any) -> IQLSettings:
+    values: dict[str, Any] = dict(q_hidden=(32, 32), value_hidden=(32, 32), policy_hidden=(16,), gamma=GAMMA,
+                                  polyak=0.05, critic_learning_rate=1e-3, policy_learning_rate=1e-3,
+                                  batch_size=256)
+    return IQLSettings(**{**values, **overrides})
+
+
+# Short runs share these settings (and so their compilations).
+SHORT = IQLSettings(q_hidden=(32, 32), value_hidden=(32, 32), policy_hidden=(16,), gamma=GAMMA, polyak=0.25,
+                    critic_learning_rate=1e-3, policy_learning_rate=1e-3, batch_size=16)
+
+
+def batch(observations: Any, actions: Any, rewards: Any, next_observations: Any, terminations: Any,
+          truncations: Any) -> TransitionBatch:
+    return TransitionBatch(observations=jnp.asarray(observations, jnp.float32),
+                           actions=jnp.asarray(actions, jnp.float32), rewards=jnp.asarray(rewards, jnp.float32),
+                           next_observations=jnp.asarray(next_observations, jnp.float32),
+                           terminations=jnp.asarray(terminations, bool), truncations=jnp.asarray(truncations, bool))
+
+
+def two_step_chain() -> TransitionBatch:
+    """States 0 -> 1 -> terminal (one-hot, the terminal state is index 2). In each state the
+    behaviour picks a = +0.5 (reward 1) or a = -0.5 (reward 0) with equal probability.
+
+    With expectile tau the V of a {0, 1} reward at equal odds is tau, so V(1) = tau,
+    Q(0, +) = 1 + gamma tau, Q(0, -) = gamma tau and V(0) = tau + gamma tau = tau (1 + gamma).
+    """
+    eye = np.eye(3)
+    return batch(observations=[eye[0], eye[0], eye[1], eye[1]], actions=[[0.5], [-0.5], [0.5], [-0.5]],
+                 rewards=[1.0, 0.0, 1.0, 0.0], next_observations=[eye[1], eye[1], eye[2], eye[2]],
+                 terminations=[False, False, True, True], truncations=[False] * 4)
+
+
+def bandit() -> TransitionBatch:
+    """One state, actions +0.5 (reward 1) and -0.5 (reward 0), every episode one step long."""
+    return batch(observations=[[1.0], [1.0]], actions=[[0.5], [-0.5]], rewards=[1.0, 0.0],
+                 next_observations=[[1.0], [1.0]], terminations=[True, True], truncations=[False, False])
+
+
+def train(settings: IQLSettings, data: TransitionBatch, num_steps: int, train_policy: bool = False,
+          seed: int = 0) -> Any:
+    networks = make_iql_networks(settings, data.actions.shape[1])
+    state = init_iql_state(networks, settings, data.observations.shape[1], data.actions.shape[1],
+                           jax.random.PRNGKey(seed))
+    state, metrics = iql_train_steps(state, data, num_steps, networks=networks, settings=settings,
+                                     train_policy=train_policy)
+    return networks, state, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Losses on hand-computed values
+# --------------------------------------------------------------------------------------------
+
+
+def test_expectile_loss_weights_positive_residuals_by_tau() -> None:
+    # weights |0.7 - 1(u < 0)| = 0.7, 0.3, 0.7; squared residuals 1, 4, 0.25
+    expected = (0.7 * 1.0 + 0.3 * 4.0 + 0.7 * 0.25) / 3.0
+    assert float(expectile_loss(jnp.array([1.0, -2.0, 0.5]), 0.7)) == pytest.approx(expected, rel=1e-6)
+    # tau = 0.5 is half the mean squared error
+    assert float(expectile_loss(jnp.array([1.0, -2.0]), 0.5)) == pytest.approx(0.5 * 2.5, rel=1e-6)
+
+
+def test_value_loss_uses_min_of_target_q_and_no_gradient_into_it() -> None:
+    values = jnp.array([1.0, 2.0])
+    target_q = jnp.array([[2.0, 1.0], [3.0, 0.0]])  # min over members: [2, 0] -> residuals [1, -2]
+    assert float(value_loss(values, target_q, 0.7)) == pytest.approx((0.7 * 1.0 + 0.3 * 4.0) / 2.0, rel=1e-6)
+    grad_values, grad_target = jax.grad(value_loss, argnums=(0, 1))(values, target_q, 0.7)
+    # d/dV of mean(w u^2) = -w u: [-0.7 * 1, -0.3 * -2] / 2 * 2 = [-0.7, 0.6]
+    np.testing.assert_allclose(grad_values, [-0.7, 0.6], rtol=1e-6)
+    np.testing.assert_array_equal(grad_target, np.zeros((2, 2)))
+
+
+def test_bootstrap_mask_and_q_targets_follow_timeouts_as_terminals() -> None:
+    terminations = jnp.array([False, True, False, False])
+    truncations = jnp.array([False, False, True, False])
+    as_terminal = not_done_mask(terminations, truncations, timeouts_as_terminals=True)
+    bootstrap = not_done_mask(terminations, truncations, timeouts_as_terminals=False)
+    np.testing.assert_array_equal(as_terminal, [1.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(bootstrap, [1.0, 0.0, 1.0, 1.0])
+    rewards, next_values = jnp.array([1.0, 2.0, 3.0, 4.0]), jnp.full(4, 10.0)
+    # y = r + 0.5 * not_done * 10
+    np.testing.assert_allclose(q_targets(rewards, next_values, as_terminal, 0.5), [6.0, 2.0, 3.0, 9.0])
+    np.testing.assert_allclose(q_targets(rewards, next_values, bootstrap, 0.5), [6.0, 2.0, 8.0, 9.0])
+
+
+def test_q_loss_sums_member_mean_squared_errors() -> None:
+    q = jnp.array([[1.0, 2.0], [0.0, 0.0]])
+    targets = jnp.array([1.0, 1.0])
+    # member 0: mean(0, 1) = 0.5; member 1: mean(1, 1) = 1
+    assert float(q_loss(q, targets)) == pytest.approx(1.5, rel=1e-6)
+
+
+def test_awr_weights_and_policy_loss() -> None:
+    advantages = jnp.array([0.0, 1.0, 100.0, -1.0])
+    weights = awr_weights(advantages, temperature=3.0, max_weight=100.0)
+    np.testing.assert_allclose(weights, [1.0, math.exp(3.0), 100.0, math.exp(-3.0)], rtol=1e-6)
+    log_probs = jnp.array([-1.0, -2.0, -0.5, -3.0])
+    expected = -(1.0 * -1.0 + math.exp(3.0) * -2.0 + 100.0 * -0.5 + math.exp(-3.0) * -3.0) / 4.0
+    assert float(awr_policy_loss(log_probs, advantages, 3.0, 100.0)) == pytest.approx(expected, rel=1e-6)
+    grad_log_probs, grad_advantages = jax.grad(awr_policy_loss, argnums=(0, 1))(log_probs, advantages, 3.0, 100.0)
+    np.testing.assert_allclose(grad_log_probs, -np.asarray(weights) / 4.0, rtol=1e-6)
+    np.testing.assert_array_equal(grad_advantages, np.zeros(4))  # the weights are detached
+
+
+def test_settings_reject_impossible_values() -> None:
+    with pytest.raises(ConfigError, match="expectile"):
+        IQLSettings(expectile=1.0)
+    with pytest.raises(ConfigError, match="target_update_period"):
+        IQLSettings(target_update_period=0)
+    with pytest.raises(ConfigError, match="polyak"):
+        IQLSettings(polyak=0.0)
+    assert IQLSettings(critic_learning_rate=1e-4).value_step_size == 1e-4
+    assert IQLSettings(value_learning_rate=2e-4).value_step_size == 2e-4
+
+
+# --------------------------------------------------------------------------------------------
+# The update
+# --------------------------------------------------------------------------------------------
+
+
+def test_target_moves_by_polyak_every_second_step_only() -> None:
+    settings = SHORT
+    assert settings.target_update_period == 2
+    data = two_step_chain()
+    networks = make_iql_networks(settings, 1)
+    state = init_iql_state(networks, settings, 3, 1, jax.random.PRNGKey(0))
+    assert_trees_equal(state.target_q_params, state.q_params)
+    initial_target = state.target_q_params
+
+    state, _ = iql_update(state, data, networks=networks, settings=settings, train_policy=False)
+    assert int(state.step) == 1
+    assert_trees_equal(state.target_q_params, initial_target)  # step 1: untouched, bit for bit
+    assert not np.allclose(state.q_params["members"]["mlp"]["output"]["bias"],
+                           initial_target["members"]["mlp"]["output"]["bias"])
+
+    state, _ = iql_update(state, data, networks=networks, settings=settings, train_policy=False)
+    assert int(state.step) == 2
+    expected = jax.tree_util.tree_map(lambda q, target: 0.25 * q + 0.75 * target, state.q_params, initial_target)
+    for got, want in zip(jax.tree_util.tree_leaves(state.target_q_params), jax.tree_util.tree_leaves(expected),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+    updated_target = state.target_q_params
+    state, _ = iql_update(state, data, networks=networks, settings=settings, train_policy=False)
+    assert_trees_equal(state.target_q_params, updated_target)  # step 3: untouched again
+
+
+def test_critic_only_update_leaves_the_policy_alone() -> None:
+    settings = SHORT
+    networks = make_iql_networks(settings, 1)
+    state = init_iql_state(networks, settings, 3, 1, jax.random.PRNGKey(1))
+    new_state, metrics = iql_update(state, two_step_chain(), networks=networks, settings=settings,
+                                    train_policy=False)
+    assert_trees_equal(new_state.policy_params, state.policy_params)
+    assert "iql/policy_loss" not in metrics
+    _, metrics = iql_update(state, two_step_chain(), networks=networks, settings=settings, train_policy=True)
+    assert {"iql/policy_loss", "iql/awr_weight_mean", "iql/value_loss", "iql/q_loss"} <= set(metrics)
+    assert all(np.isfinite(float(value)) for value in metrics.values())
+
+
+@pytest.mark.parametrize("expectile", [0.5, 0.9])
+def test_expectile_values_on_a_two_step_chain(expectile: float) -> None:
+    data = two_step_chain()
+    networks, state, metrics = train(small_settings(expectile=expectile), data, 3000)
+    values = np.asarray(state_values(networks, state.value_params, jnp.eye(3)[:2]))
+    # tau = 0.5: the behaviour's (SARSA) values V(1) = 0.5, V(0) = 0.5 (1 + gamma); tau = 0.9 higher.
+    np.testing.assert_allclose(values, [expectile * (1.0 + GAMMA), expectile], atol=0.08)
+    q = np.asarray(q_values(networks, state.q_params, data.observations, data.actions))
+    expected_q = [1.0 + GAMMA * expectile, GAMMA * expectile, 1.0, 0.0]
+    np.testing.assert_allclose(q, np.broadcast_to(expected_q, q.shape), atol=0.08)
+    assert float(metrics["iql/q_loss"]) < 0.05
+
+
+def test_timeouts_as_terminals_cuts_the_bootstrap() -> None:
+    # One state that loops onto itself with reward 1; every transition is a time-limit truncation.
+    loop = batch(observations=[[1.0]], actions=[[0.0]], rewards=[1.0], next_observations=[[1.0]],
+                 terminations=[False], truncations=[True])
+    observation = jnp.ones((1, 1))
+    values = {}
+    for timeouts_as_terminals in (True, False):
+        settings = small_settings(gamma=0.5, expectile=0.5, batch_size=32,
+                                  timeouts_as_terminals=timeouts_as_terminals)
+        networks, state, _ = train(settings, loop, 2000)
+        values[timeouts_as_terminals] = float(state_values(networks, state.value_params, observation)[0])
+    assert values[True] == pytest.approx(1.0, abs=0.02)  # V = r: no bootstrap through the timeout
+    assert values[False] == pytest.approx(2.0, abs=0.05)  # V = r / (1 - gamma)
+
+
+def test_awr_policy_moves_towards_the_better_action() -> None:
+    settings = small_settings(expectile=0.7, temperature=3.0, batch_size=128, policy_learning_rate=3e-3)
+    data = bandit()
+    networks, state, metrics = train(settings, data, 2000, train_policy=True)
+    critic = critic_params(state)
+    advantages = np.asarray(advantage(networks, critic, data.observations, data.actions))
+    assert advantages[0] > 0.0 > advantages[1]
+    np.testing.assert_allclose(advantages, [0.3, -0.7], atol=0.05)
+    # V -> the 0.7-expectile of rewards {0, 1} = 0.7, so A = 0.3 and -0.7, and the AWR fit of a
+    # Gaussian mean is the weighted mean of the actions, 0.5 (e^0.9 - e^-2.1) / (e^0.9 + e^-2.1) = 0.45
+    # (plain BC would give 0).
+    weighted_mean = 0.5 * (math.exp(0.9) - math.exp(-2.1)) / (math.exp(0.9) + math.exp(-2.1))
+    distribution = networks.policy.apply({"params": state.policy_params}, data.observations[:1])
+    assert isinstance(distribution, DiagGaussian)
+    assert float(distribution.mean[0, 0]) == pytest.approx(weighted_mean, abs=0.03)
+    assert float(metrics["iql/awr_weight_mean"]) > 1.0
+
+
+def test_advantage_uses_the_online_q() -> None:
+    data = two_step_chain()
+    networks, state, _ = train(SHORT, data, 20, train_policy=True)
+    values = state_values(networks, state.value_params, data.observations)
+    online = np.asarray(min_q(networks, state.q_params, data.observations, data.actions) - values)
+    target = np.asarray(min_q(networks, state.target_q_params, data.observations, data.actions) - values)
+    assert not np.allclose(online, target, atol=1e-2)  # the target lags the online Q
+    for critic in (state, critic_params(state), {"q_params": state.q_params, "value_params": state.value_params}):
+        np.testing.assert_allclose(advantage(networks, critic, data.observations, data.actions), online, rtol=1e-6)
+    assert isinstance(critic_params(state), IQLCritic)
+
+
+def test_training_is_deterministic_for_a_key() -> None:
+    data = two_step_chain()
+    _, first, first_metrics = train(SHORT, data, 20, train_policy=True, seed=3)
+    _, second, second_metrics = train(SHORT, data, 20, train_policy=True, seed=3)
+    assert_trees_equal(first, second)
+    assert_trees_equal(first_metrics, second_metrics)
+    _, other, _ = train(SHORT, data, 20, train_policy=True, seed=4)
+    assert not np.array_equal(other.value_params["mlp"]["output"]["bias"], first.value_params["mlp"]["output"]["bias"])
+
+
+def test_chunks_compose_into_one_run() -> None:
+    # Two chunks of 10 steps equal one chunk of 20: the key and step counter carry over.
+    data = two_step_chain()
+    networks, whole, _ = train(SHORT, data, 20, train_policy=True)
+    state = init_iql_state(networks, SHORT, 3, 1, jax.random.PRNGKey(0))
+    for _ in range(2):
+        state, _ = iql_train_steps(state, data, 10, networks=networks, settings=SHORT, train_policy=True)
+    assert int(state.step) == 20
+    for got, want in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(whole), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_settings_are_hashable_static_arguments() -> None:
+    settings = small_settings()
+    assert hash(settings) == hash(dataclasses.replace(settings))
+    assert hash(make_iql_networks(settings, 2)) == hash(make_iql_networks(settings, 2))

@@ -1,0 +1,151 @@
+"""Uni-O4: the offline PPO objective and gate, presets, and smoke runs of both phases with resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hybridrl import runs
+from hybridrl.algorithms import get_algorithm
+from hybridrl.cli import main
+from hybridrl.core.logging import read_metrics
+from hybridrl.errors import ConfigError, HybridRLError
+from hybridrl.offline.uni_o4 import (
+    OfflinePPOSettings,
+    OfflinePPOState,
+    UniO4Trainer,
+    clip_schedule,
+    replace_improved_references,
+    scale_value_output,
+)
+from hybridrl.testing import assert_trees_equal, metrics_without_timing
+
+SPEC = get_algorithm("uni-o4")
+
+
+def test_clip_schedule_decays_then_freezes() -> None:
+    settings = OfflinePPOSettings(total_steps=1000, batch_size=8, learning_rate=1e-4, clip=0.25,
+                                  clip_decay_until=200, max_grad_norm=0.5)
+    values = [float(clip_schedule(jnp.asarray(step), settings)) for step in (0, 100, 200, 900)]
+    assert values == pytest.approx([0.25, 0.25 * 0.9, 0.25 * 0.8, 0.25 * 0.8])
+
+
+def test_gate_replaces_only_improved_members() -> None:
+    params = {"w": jnp.asarray([[1.0], [2.0], [3.0]])}
+    reference = {"w": jnp.asarray([[0.0], [0.0], [0.0]])}
+    state = OfflinePPOState(params=params, reference_params=reference, opt_state=(),
+                            best_scores=jnp.asarray([1.0, 5.0, 2.0]), key=jax.random.key_data(jax.random.key(0)),
+                            step=jnp.zeros((), jnp.int32))
+    new, improved = replace_improved_references(state, jnp.asarray([1.5, 4.0, 2.0]))  # strict: a tie keeps
+    assert np.asarray(improved).tolist() == [True, False, False]
+    assert np.asarray(new.reference_params["w"]).ravel().tolist() == [1.0, 0.0, 0.0]
+    assert np.asarray(new.best_scores).tolist() == [1.5, 5.0, 2.0]
+
+
+def test_scaled_value_output_is_the_value_of_scaled_rewards() -> None:
+    from hybridrl.core.networks import ValueHead
+
+    value = ValueHead(hidden_sizes=(8,), activation="relu")
+    params = value.init(jax.random.key(0), jnp.zeros((1, 3)))["params"]
+    observations = jax.random.normal(jax.random.key(1), (5, 3))
+    scaled = value.apply({"params": scale_value_output(params, 0.1)}, observations)
+    np.testing.assert_allclose(scaled, 0.1 * value.apply({"params": params}, observations), rtol=1e-6)
+
+
+def test_task_presets_follow_the_dataset_family() -> None:
+    hopper = SPEC.make_config("cpu", dataset="hopper-medium-replay-v5")
+    walker = SPEC.make_config("cpu", dataset="walker2d-medium-v5")
+    assert hopper.online_reward_scale == 0.1 and walker.online_reward_scale == 1.0
+    assert walker.online_epochs == 20
+    assert SPEC.make_config("cpu", dataset="walker2d-medium-v5", online_epochs=3).online_epochs == 3
+
+
+def test_config_errors_say_how_to_fix() -> None:
+    with pytest.raises(ConfigError, match="--offline-run"):
+        SPEC.make_config("smoke", phase="online")
+    with pytest.raises(ConfigError, match="dynamics-elites"):
+        SPEC.make_config("smoke", dynamics_elites=9)
+    with pytest.raises(ConfigError, match="multiple"):
+        SPEC.make_config("smoke", online_rollout_steps=100)
+
+
+def _artefacts(run_dir: Path) -> object:
+    config = runs.read_run_config(run_dir)[1]
+    trainer = UniO4Trainer(config, run_dir)
+    try:
+        trainer.load_checkpoint(run_dir / "checkpoint.ckpt")
+        return jax.device_get(trainer.artefacts)
+    finally:
+        trainer.close()
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_smoke_run_of_both_phases(tmp_path: Path) -> None:
+    result = runs.train("uni-o4", preset="smoke", dataset="hopper-medium-v5", seed=2, run_dir=tmp_path / "run")
+    final = result.final
+    assert final["step"] == 512 and final["offline/gradient_steps"] == 200 + 200 + 200 + 40
+    assert np.isfinite(final["eval/return_mean"]) and "eval/normalized_score" in final
+    assert "offline/eval/normalized_score" in final
+    offline = read_metrics(result.run_dir)
+    logged = {key for entry in offline for key in entry}
+    assert {"critic/value_loss", "dynamics/holdout_mse", "bc/nll", "ppo/loss", "ope/score_0", "ope/replaced"} <= logged
+    online = read_metrics(result.run_dir / "online")
+    assert online[0]["step"] == 0 and "eval/return_mean" in online[0]  # the offline policy, before updates
+    assert online[-1]["step"] == 512
+
+
+def _interrupt(config: object, run_dir: Path, **stops: int) -> None:
+    run_dir.mkdir()
+    runs.write_run_config(run_dir, SPEC, config)
+    trainer = UniO4Trainer(config, run_dir)  # type: ignore[arg-type]
+    try:
+        assert trainer.train(**stops)["paused"]
+    finally:
+        trainer.close()
+    assert not runs.is_finished(run_dir)
+
+
+@pytest.mark.usefixtures("minari_root")
+@pytest.mark.parametrize(("phase", "stops"), [("offline", {"stop_at_step": 100}),   # inside the critic stage
+                                               ("offline", {"stop_at_step": 500}),   # inside BC
+                                               ("offline", {"stop_at_step": 620}),   # inside offline PPO
+                                               ("both", {"stop_online_at_step": 256})])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, phase: str, stops: dict[str, int]) -> None:
+    config = SPEC.make_config("smoke", dataset="hopper-medium-v5", seed=3, phase=phase)
+    whole = runs.start(SPEC, config, tmp_path / "whole")
+    _interrupt(config, tmp_path / "interrupted", **stops)
+    resumed = runs.resume(tmp_path / "interrupted")
+    assert_trees_equal(_artefacts(whole.run_dir), _artefacts(resumed.run_dir))
+    assert metrics_without_timing(whole.run_dir) == metrics_without_timing(resumed.run_dir)
+    if phase == "both":
+        assert metrics_without_timing(whole.run_dir / "online") == metrics_without_timing(resumed.run_dir / "online")
+    assert resumed.final["eval/return_mean"] == whole.final["eval/return_mean"]
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_online_phase_fine_tunes_a_finished_offline_run(tmp_path: Path) -> None:
+    offline = runs.train("uni-o4", preset="smoke", dataset="hopper-medium-v5", seed=4, phase="offline",
+                         run_dir=tmp_path / "offline")
+    assert "eval/return_mean" in offline.final and not (offline.run_dir / "online").exists()
+    online = runs.train("uni-o4", preset="smoke", dataset="hopper-medium-v5", seed=4, phase="online",
+                        offline_run=str(offline.run_dir), run_dir=tmp_path / "online")
+    first = read_metrics(online.run_dir / "online")[0]
+    assert first["step"] == 0 and first["eval/return_mean"] == offline.final["eval/return_mean"]
+    with pytest.raises(HybridRLError, match="pass --dataset hopper-medium-v5"):
+        runs.train("uni-o4", preset="smoke", dataset="walker2d-random-v5", phase="online",
+                   offline_run=str(offline.run_dir), run_dir=tmp_path / "wrong")
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_dataset_of_another_env_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "uni-o4", "--preset", "smoke", "--dataset", "hopper-medium-v5", "--env", "Walker2d-v5",
+                 "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "Hopper-v5" in error and "Walker2d-v5" in error and "Traceback" not in error
+    with pytest.raises(HybridRLError, match="no dataset"):
+        runs.train("bc", preset="smoke", dataset="hopper-nothing-v5", run_dir=tmp_path / "none")
