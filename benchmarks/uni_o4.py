@@ -8,11 +8,11 @@ scratch included. Our datasets are hybridrl's own v5 datasets (`hybridrl data ma
 cpu`, 100k transitions, scores normalised with their measured random/expert returns), so
 absolute numbers are not comparable with D4RL's.
 
-Two sweeps, both resumable and recorded (run directories in benchmarks/runs/uni_o4/, not
-committed; records in benchmarks/results/uni_o4/{offline,scratch}/runs/):
+Three sweeps, resumable and recorded (run directories in benchmarks/runs/uni_o4/, not
+committed; records in benchmarks/results/uni_o4/{baselines,uni-o4,scratch}/runs/):
 
-* offline: bc, iql and uni-o4 (both phases: offline, then `online_steps` of fine-tuning) on every
-  dataset, `--seeds` seeds;
+* baselines: bc and iql on every dataset, `--seeds` seeds;
+* uni-o4: both phases (offline, then `--online-steps` of fine-tuning) on every dataset;
 * scratch: PPO (its `cpu` preset, our tuned from-scratch settings) for the same online budget on
   each dataset's environment.
 
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, write_result
 
 NAME = "uni_o4"
@@ -91,7 +92,7 @@ def main() -> None:
                         default=["hopper-medium-v5", "hopper-medium-replay-v5", "walker2d-medium-v5"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--online-steps", type=int, default=200_000)
+    parser.add_argument("--online-steps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
@@ -99,14 +100,19 @@ def main() -> None:
     envs = sorted({_env_of(name) for name in arguments.datasets})
 
     keep = ("eval/return_mean",)
-    offline = recorded_sweep(f"{NAME}/offline", {
-        "name": f"{NAME}-offline", "output": f"benchmarks/runs/{NAME}/offline", "algorithm": ["bc", "iql", "uni-o4"],
+    baselines = recorded_sweep(f"{NAME}/baselines", {
+        "name": f"{NAME}-baselines", "output": f"benchmarks/runs/{NAME}/baselines", "algorithm": ["bc", "iql"],
         "dataset": arguments.datasets, "preset": arguments.preset, "seeds": arguments.seeds,
+    }, keep=keep, workers=arguments.workers)
+    uni_o4 = recorded_sweep(f"{NAME}/uni-o4", {
+        "name": f"{NAME}-uni-o4", "output": f"benchmarks/runs/{NAME}/uni-o4", "algorithm": "uni-o4",
+        "dataset": arguments.datasets, "preset": arguments.preset, "seeds": arguments.seeds,
+        "overrides": {"online_steps": arguments.online_steps, "online_eval_interval": 10_000},
     }, keep=keep, workers=arguments.workers, extra_metrics=("online",))
     scratch = recorded_sweep(f"{NAME}/scratch", {
         "name": f"{NAME}-scratch", "output": f"benchmarks/runs/{NAME}/scratch", "algorithm": "ppo", "env": envs,
         "preset": arguments.preset, "seeds": arguments.seeds,
-        "overrides": {"total_steps": arguments.online_steps, "eval_interval": 20_000},
+        "overrides": {"total_steps": arguments.online_steps, "eval_interval": 10_000},
     }, keep=keep, workers=arguments.workers)
 
     from hybridrl.experiments.spec import expand_sweep
@@ -115,7 +121,7 @@ def main() -> None:
     offline_scores: dict[str, dict[str, list[float]]] = {name: {} for name in arguments.datasets}
     curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     wall: dict[str, list[float]] = {}
-    for run in expand_sweep(offline):
+    for run in [*expand_sweep(baselines), *expand_sweep(uni_o4)]:
         if not is_finished(run.run_dir):
             continue
         final = json.loads((run.run_dir / "final.json").read_text())
@@ -132,8 +138,8 @@ def main() -> None:
         steps, returns = _curve(run.run_dir)
         for dataset in arguments.datasets:
             if _env_of(dataset) == run.task:
-                curves.setdefault(dataset, {}).setdefault("ppo", []).append(
-                    (np.concatenate([[0.0], steps]), _normalize(np.concatenate([[np.nan], returns]), references[dataset])))
+                scores = _normalize(np.concatenate([[np.nan], returns]), references[dataset])
+                curves.setdefault(dataset, {}).setdefault("ppo", []).append((np.concatenate([[0.0], steps]), scores))
 
     offline_table = {dataset: {method: _interval(values) for method, values in methods.items()}
                      for dataset, methods in offline_scores.items()}

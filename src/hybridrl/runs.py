@@ -39,7 +39,8 @@ class RunResult:
 
 def default_run_dir(algorithm: str, config: Any) -> Path:
     """``runs/<algorithm>/<env>-s<seed>-<timestamp>``, the folder a run gets when none is given."""
-    environment = str(getattr(config, "env", "run")).replace(":", "-").replace("/", "-")
+    task = getattr(config, "env", None) or getattr(config, "dataset", None) or "run"
+    environment = str(task).replace(":", "-").replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / algorithm / f"{environment}-s{getattr(config, 'seed', 0)}-{stamp}"
 
@@ -117,8 +118,10 @@ def execute(spec: AlgorithmSpec, config: Any, run_dir: Path, progress: bool = Fa
         final.setdefault("wall_time_s", time.perf_counter() - started)
     finally:
         trainer.close()
-    final = {"algorithm": spec.name, "env": getattr(config, "env", None),
+    final = {"algorithm": spec.name, "env": getattr(config, "env", None) or getattr(trainer, "env_id", None),
              "seed": getattr(config, "seed", None), **final}
+    if hasattr(config, "dataset"):
+        final = {"dataset": config.dataset, **final}
     atomic_write_json(run_dir / FINAL_FILE, final)
     return RunResult(run_dir=run_dir, final=final)
 

@@ -5,6 +5,7 @@ extra diversity, and determinism."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -238,3 +239,43 @@ def test_training_is_deterministic_for_a_key() -> None:
     assert_trees_equal(first_metrics, second_metrics)
     _, other, _ = train(settings, data, 30, seed=6)
     assert not np.array_equal(jax.tree_util.tree_leaves(other.params)[0], jax.tree_util.tree_leaves(first.params)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# The `bc` baseline as a run
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_bc_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.algorithms import get_algorithm
+    from hybridrl.offline.bc import BCTrainer
+    from hybridrl.testing import metrics_without_timing
+
+    spec = get_algorithm("bc")
+    config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=1)
+    whole = runs.start(spec, config, tmp_path / "whole")
+    assert whole.final["step"] == 200 and "eval/normalized_score" in whole.final
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    runs.write_run_config(interrupted, spec, config)
+    trainer = BCTrainer(config, interrupted)
+    try:
+        assert trainer.train(stop_at_step=100)["paused"]
+    finally:
+        trainer.close()
+    resumed = runs.resume(interrupted)
+    assert resumed.final["eval/return_mean"] == whole.final["eval/return_mean"]
+    assert metrics_without_timing(whole.run_dir) == metrics_without_timing(interrupted)
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_bc_errors_for_bad_input(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.data import DatasetError
+
+    with pytest.raises(DatasetError, match="Walker2d-v5"):
+        runs.train("bc", preset="smoke", dataset="hopper-medium-v5", env="Walker2d-v5", run_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="--steps"):
+        runs.train("bc", preset="smoke", dataset="hopper-medium-v5", steps=0, run_dir=tmp_path / "b")

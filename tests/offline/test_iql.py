@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -285,3 +286,26 @@ def test_settings_are_hashable_static_arguments() -> None:
     settings = small_settings()
     assert hash(settings) == hash(dataclasses.replace(settings))
     assert hash(make_iql_networks(settings, 2)) == hash(make_iql_networks(settings, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# The `iql` baseline as a run
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_iql_smoke_run_is_deterministic(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.testing import metrics_without_timing
+
+    first = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=2, run_dir=tmp_path / "a")
+    second = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=2, run_dir=tmp_path / "b")
+    assert first.final["step"] == 200 and np.isfinite(first.final["eval/return_mean"])
+    assert metrics_without_timing(first.run_dir) == metrics_without_timing(second.run_dir)
+    assert {"iql/q_loss", "iql/policy_loss"} <= {key for line in runs_metrics(first.run_dir) for key in line}
+
+
+def runs_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    from hybridrl.core.logging import read_metrics
+
+    return read_metrics(run_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -13,6 +14,7 @@ from hybridrl import runs
 from hybridrl.algorithms import get_algorithm
 from hybridrl.cli import main
 from hybridrl.core.logging import read_metrics
+from hybridrl.core.networks import GaussianPolicy
 from hybridrl.errors import ConfigError, HybridRLError
 from hybridrl.offline.uni_o4 import (
     OfflinePPOSettings,
@@ -149,3 +151,67 @@ def test_dataset_of_another_env_is_a_clear_error(tmp_path: Path, capsys: pytest.
     assert "Hopper-v5" in error and "Walker2d-v5" in error and "Traceback" not in error
     with pytest.raises(HybridRLError, match="no dataset"):
         runs.train("bc", preset="smoke", dataset="hopper-nothing-v5", run_dir=tmp_path / "none")
+
+
+def _bandit_critic() -> tuple[object, object, object]:
+    """IQL trained on a one-state bandit: action +0.5 earns 1, action -0.5 earns 0."""
+    from hybridrl.data.dataset import TransitionBatch
+    from hybridrl.offline import iql
+
+    data = TransitionBatch(observations=jnp.ones((2, 1)), actions=jnp.asarray([[0.5], [-0.5]]),
+                           rewards=jnp.asarray([1.0, 0.0]), next_observations=jnp.ones((2, 1)),
+                           terminations=jnp.asarray([True, True]), truncations=jnp.asarray([False, False]))
+    settings = iql.IQLSettings(q_hidden=(16,), value_hidden=(16,), batch_size=2, critic_learning_rate=1e-2)
+    networks = iql.make_iql_networks(settings, 1)
+    state = iql.init_iql_state(networks, settings, 1, 1, jax.random.key_data(jax.random.key(0)))
+    state, _ = iql.iql_train_steps(state, data, 300, networks=networks, settings=settings, train_policy=False)
+    return networks, iql.critic_params(state), data
+
+
+def test_offline_ppo_loss_matches_an_independent_computation() -> None:
+    from hybridrl.offline import iql
+    from hybridrl.offline.uni_o4 import offline_ppo_loss
+
+    networks, critic, _ = _bandit_critic()
+    policy = GaussianPolicy(action_dim=1, hidden_sizes=(8,), activation="relu", state_dependent_std=True,
+                            log_std_bounds=(-5.0, 0.0), soft_log_std_bounds=True, tanh_mean=True)
+    observations = jax.random.normal(jax.random.key(1), (16, 1))
+    params = policy.init(jax.random.key(2), observations)["params"]
+    reference = policy.init(jax.random.key(3), observations)["params"]
+    key, clip = jax.random.key_data(jax.random.key(4)), 0.2
+    loss, metrics = offline_ppo_loss(params, reference, observations, key, jnp.asarray(clip), critic,
+                                     policy=policy, critic=networks)
+    # By hand: the reference policy's sample, the ratio, the standardised advantage, the clipped objective.
+    actions = np.asarray(policy.apply({"params": reference}, observations).sample(key))
+    observations_np = np.asarray(observations)
+    old = policy.apply_numpy(jax.device_get(reference), observations_np).log_prob(actions)
+    new = policy.apply_numpy(jax.device_get(params), observations_np).log_prob(actions)
+    advantages = np.asarray(iql.advantage(networks, critic, observations, jnp.asarray(actions)))
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    ratio = np.exp(new - old)
+    expected = -np.mean(np.minimum(ratio * advantages, np.clip(ratio, 1 - clip, 1 + clip) * advantages))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    assert float(metrics["clip_fraction"]) == pytest.approx(float(np.mean(np.abs(ratio - 1) > clip)))
+
+
+def test_offline_ppo_moves_every_member_towards_the_better_action() -> None:
+    from hybridrl.offline.uni_o4 import OfflinePPOSettings, _member_optimizer, offline_ppo_steps
+
+    networks, critic, data = _bandit_critic()
+    policy = GaussianPolicy(action_dim=1, hidden_sizes=(8,), activation="relu", state_dependent_std=True,
+                            log_std_bounds=(-5.0, 0.0), soft_log_std_bounds=True, tanh_mean=True, mean_gain=0.01)
+    keys = jax.random.split(jax.random.key(5), 3)
+    members = jax.vmap(lambda k: policy.init(k, jnp.ones((1, 1)))["params"])(keys)
+    settings = OfflinePPOSettings(total_steps=400, batch_size=64, learning_rate=3e-3, clip=0.25,
+                                  clip_decay_until=200, max_grad_norm=0.5)
+    state = OfflinePPOState(params=members, reference_params=members,
+                            opt_state=jax.vmap(_member_optimizer(0.5).init)(members),
+                            best_scores=jnp.zeros(3), key=jax.random.key_data(jax.random.key(6)),
+                            step=jnp.zeros((), jnp.int32))
+    before = jax.vmap(lambda p: policy.apply({"params": p}, jnp.ones((1, 1))).mean)(state.params).ravel()
+    for _ in range(4):  # a reference update after each chunk, as the AM-Q gate does when it accepts
+        state, _ = offline_ppo_steps(state, data.observations, critic, 100, policy=policy, critic=networks,
+                                     settings=settings)
+        state = dataclasses.replace(state, reference_params=state.params)
+    after = jax.vmap(lambda p: policy.apply({"params": p}, jnp.ones((1, 1))).mean)(state.params).ravel()
+    assert np.all(np.asarray(after) > np.asarray(before) + 0.1), (before, after)

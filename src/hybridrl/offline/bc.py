@@ -54,7 +54,7 @@ from flax import struct
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.distributions import DiagGaussian, kl_divergence
 from hybridrl.core.evaluation import ActFunction
-from hybridrl.core.networks import Ensemble, GaussianPolicy
+from hybridrl.core.networks import Ensemble, GaussianPolicy, member_params
 from hybridrl.core.seeding import Seeder
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.errors import ConfigError

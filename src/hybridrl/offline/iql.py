@@ -572,7 +572,7 @@ IQL_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=200, batch_size=64, q_hidden=(32, 32), value_hidden=(32, 32), policy_hidden=(32, 32),
                   eval_interval=0, eval_episodes=1, checkpoint_interval=100, log_interval=100),
     # The step budget of Uni-O4's critic stage at cpu scale.
-    "cpu": dict(steps=30_000, eval_interval=10_000, checkpoint_interval=10_000),
+    "cpu": dict(steps=50_000, eval_interval=10_000, checkpoint_interval=10_000),
     # Kostrikov et al. 2021, MuJoCo locomotion: 1M steps, batch 256, 2x256, tau 0.7, beta 3.
     "paper": dict(eval_interval=50_000, checkpoint_interval=50_000),
 }
