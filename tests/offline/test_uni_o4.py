@@ -98,6 +98,8 @@ def test_smoke_run_of_both_phases(tmp_path: Path) -> None:
     online = read_metrics(result.run_dir / "online")
     assert online[0]["step"] == 0 and "eval/return_mean" in online[0]  # the offline policy, before updates
     assert online[-1]["step"] == 512
+    # `hybridrl eval` of the run evaluates the fine-tuned policy, like the run's final evaluation.
+    assert runs.evaluate(result.run_dir)["eval/return_mean"] == final["eval/return_mean"]
 
 
 def _interrupt(config: object, run_dir: Path, **stops: int) -> None:
@@ -215,3 +217,16 @@ def test_offline_ppo_moves_every_member_towards_the_better_action() -> None:
         state = dataclasses.replace(state, reference_params=state.params)
     after = jax.vmap(lambda p: policy.apply({"params": p}, jnp.ones((1, 1))).mean)(state.params).ravel()
     assert np.all(np.asarray(after) > np.asarray(before) + 0.1), (before, after)
+
+
+def test_help_lists_the_offline_algorithms_and_the_dataset_family_defaults(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["train", "--help"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"  {name} " in listing for name in ("bc", "iql", "uni-o4"))
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "uni-o4", "--preset", "cpu", "--dataset", "walker2d-medium-v5", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--online-epochs INT" in text and "(default: 20)" in text.split("--online-epochs INT")[1][:400]

@@ -41,7 +41,7 @@ class OfflineConfig:
     """Options every offline learner has (its own config adds the algorithm's)."""
 
     dataset: str = "hopper-medium-v5"
-    """Dataset: one of ours (hopper-medium-v5; make it with `hybridrl data make`), a Minari id or folder, or a D4RL .hdf5 file."""
+    """Dataset: ours (hopper-medium-v5, from `hybridrl data make`), a Minari id or folder, or a D4RL .hdf5 file."""
     env: str = ""
     """Environment to evaluate in; empty: the one the dataset records. A dataset of another env is an error."""
     seed: int = 1

@@ -103,7 +103,7 @@ class UniO4Config(OfflineConfig):
     bc_alpha: float = 0.1
     """Weight alpha of the disagreement term (Eq. 6)."""
     bc_diversity: Literal["paper", "kl", "none"] = "paper"
-    """Disagreement term: paper (= the official code; its gradient is BC x (1 + alpha)), kl (a real diversity gradient) or none."""
+    """Disagreement term: paper (the official code; gradient = BC x (1 + alpha)), kl (real diversity) or none."""
     # -- dynamics model -------------------------------------------------------------------------
     dynamics_members: int = 7
     """Dynamics ensemble size."""
@@ -131,7 +131,7 @@ class UniO4Config(OfflineConfig):
     ppo_clip: float = 0.25
     """Initial clip epsilon."""
     ppo_clip_decay_until: int = 200
-    """The clip decays as eps * (1 - t / T) until this step and then stays (the code: 200; set to --ppo-steps for a full decay, 0 for none)."""
+    """The clip decays as eps (1 - t / T) until this step, then stays (code: 200; --ppo-steps: full decay; 0: none)."""
     ppo_max_grad_norm: float = 0.5
     """Per-member gradient-norm clip."""
     ope_interval: int = 100
@@ -141,7 +141,7 @@ class UniO4Config(OfflineConfig):
     ope_start_states: int = 512
     """Dataset states AM-Q rolls out from (drawn once per run)."""
     ope_sample_model: bool = True
-    """Sample model transitions from a random elite (the code; a fixed key pairs the scores); False: the elites' mean."""
+    """Sample model steps from a random elite (the code; a fixed key pairs the scores); False: the elites' mean."""
     select_with_online_evals: bool = False
     """Pick the policy to fine-tune among AM-Q's top 3 by online returns (the original code; costs env steps)."""
     # -- online PPO fine-tuning ---------------------------------------------------------------------
