@@ -53,15 +53,16 @@ def measure(preset: str, dataset: str, chunk: int, repeats: int, seeds: int) -> 
     try:
         seconds = best_time(lambda: iql.iql_train_steps(artefacts.critic, data.transitions, chunk,
                                                         networks=trainer.critic, settings=trainer.critic_settings,
-                                                        train_policy=False), repeats)
+                                                        train_policy=False), repeats, "critic")
         results["critic_steps_per_s"] = chunk / seconds
-        states = jax.vmap(lambda key: iql.init_iql_state(trainer.critic, trainer.critic_settings, data.observation_dim,
-                                                         data.action_dim, key))(
-            jax.random.split(jax.random.key(0), seeds))
+        seed_states = [iql.init_iql_state(trainer.critic, trainer.critic_settings, data.observation_dim,
+                                          data.action_dim, jax.random.key_data(jax.random.key(seed)))
+                       for seed in range(seeds)]
+        states = jax.tree_util.tree_map(lambda *leaves: jax.numpy.stack(leaves), *seed_states)
         vmapped = jax.jit(jax.vmap(lambda state: iql.iql_train_steps(
             state, data.transitions, chunk, networks=trainer.critic, settings=trainer.critic_settings,
             train_policy=False)))
-        seconds = best_time(lambda: vmapped(states), repeats)
+        seconds = best_time(lambda: vmapped(states), repeats, "critic, seeds vmapped")
         results[f"critic_steps_per_s_{seeds}_seeds_vmapped"] = seeds * chunk / seconds
         seconds = best_time(lambda: bc.bc_train_steps(artefacts.behaviour, data.transitions, chunk,
                                                       networks=trainer.behaviour, settings=trainer.bc_settings),
