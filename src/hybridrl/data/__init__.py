@@ -11,7 +11,7 @@ See ``docs/datasets.md`` for the formats and the generation recipes.
 """
 
 from hybridrl.data.d4rl import read_d4rl
-from hybridrl.data.dataset import Dataset, DatasetInfo, Episode, TransitionBatch
+from hybridrl.data.dataset import Dataset, DatasetInfo, Episode, TransitionBatch, sample_transitions
 from hybridrl.data.loading import load_dataset, resolve_dataset
 from hybridrl.data.minari_format import list_local_datasets, minari_root, read_minari, write_minari
 from hybridrl.data.summary import format_summary, summarize
@@ -35,6 +35,7 @@ __all__ = [
     "read_d4rl",
     "read_minari",
     "resolve_dataset",
+    "sample_transitions",
     "summarize",
     "validate_dataset",
     "write_minari",

@@ -11,11 +11,10 @@ last transition carries one of the two flags; no other transition does.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -93,11 +92,14 @@ class DatasetInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size",))
-def _sample_with_key(transitions: TransitionBatch, key: jax.Array, batch_size: int) -> TransitionBatch:
-    size = transitions.rewards.shape[0]
-    indices = jax.random.randint(key, (batch_size,), 0, size)
-    return jax.tree_util.tree_map(lambda leaf: leaf[indices], transitions)
+def sample_transitions(transitions: TransitionBatch, key: jax.Array, batch_size: int) -> TransitionBatch:
+    """``batch_size`` transitions drawn uniformly with replacement; pure, so learners call it
+    inside their jitted ``lax.scan`` training loops."""
+    indices = jax.random.randint(key, (batch_size,), 0, transitions.rewards.shape[0])
+    return cast(TransitionBatch, jax.tree_util.tree_map(lambda leaf: leaf[indices], transitions))
+
+
+_sample_with_key = jax.jit(sample_transitions, static_argnames=("batch_size",))
 
 
 @jax.jit

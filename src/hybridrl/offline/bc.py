@@ -47,7 +47,6 @@ from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -56,9 +55,9 @@ from hybridrl.core.distributions import DiagGaussian, kl_divergence
 from hybridrl.core.evaluation import ActFunction
 from hybridrl.core.networks import Ensemble, GaussianPolicy, member_params
 from hybridrl.core.seeding import Seeder
-from hybridrl.data.dataset import TransitionBatch
+from hybridrl.data.dataset import TransitionBatch, sample_transitions
 from hybridrl.errors import ConfigError
-from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, gaussian_mean_policy
+from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, gaussian_mean_policy, host_scalars
 
 Metrics = dict[str, jax.Array]
 Diversity = Literal["paper", "kl", "none"]
@@ -375,8 +374,7 @@ def bc_train_steps(state: BCState, data: TransitionBatch, num_steps: int, *, net
 
     def one_step(carry: BCState, _: None) -> tuple[BCState, Metrics]:
         key, sample_key = jax.random.split(carry.key)
-        indices = jax.random.randint(sample_key, (settings.batch_size,), 0, data.rewards.shape[0])
-        batch = cast(TransitionBatch, jax.tree_util.tree_map(lambda leaf: leaf[indices], data))
+        batch = sample_transitions(data, sample_key, settings.batch_size)
         return bc_update(dataclasses.replace(carry, key=key), batch, networks=networks, settings=settings)
 
     state, metrics = jax.lax.scan(one_step, state, None, length=num_steps)
@@ -452,7 +450,7 @@ class BCTrainer(OfflineTrainer):
     def _train_chunk(self, steps: int) -> dict[str, float]:
         self.state, metrics = bc_train_steps(self.state, self.data.transitions, steps, networks=self.networks,
                                              settings=self.settings)
-        return {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}
+        return host_scalars(metrics)
 
     def deterministic_policy(self) -> ActFunction:
         """Member 0's mean action for raw observations."""

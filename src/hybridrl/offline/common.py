@@ -346,3 +346,9 @@ def gaussian_mean_policy(policy: GaussianPolicy, params: Params, normalizer: Sta
         return np.clip(np.asarray(distribution.mode()), -1.0, 1.0)
 
     return act
+
+
+def host_scalars(metrics: Any) -> dict[str, float]:
+    """A chunk's metrics (device or host arrays) as host floats, each averaged over its entries
+    (per member where a metric has a member axis): one transfer per chunk."""
+    return {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}

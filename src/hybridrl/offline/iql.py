@@ -42,7 +42,6 @@ from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -51,9 +50,9 @@ from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import ActFunction
 from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead, ValueHead
 from hybridrl.core.seeding import Seeder
-from hybridrl.data.dataset import TransitionBatch
+from hybridrl.data.dataset import TransitionBatch, sample_transitions
 from hybridrl.errors import ConfigError
-from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, gaussian_mean_policy
+from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, gaussian_mean_policy, host_scalars
 
 Metrics = dict[str, jax.Array]
 
@@ -489,12 +488,6 @@ def iql_update(state: IQLState, batch: TransitionBatch, *, networks: IQLNetworks
     return new_state, metrics
 
 
-def _sample(data: TransitionBatch, key: jax.Array, batch_size: int) -> TransitionBatch:
-    """``batch_size`` transitions of ``data`` drawn uniformly with replacement."""
-    indices = jax.random.randint(key, (batch_size,), 0, data.rewards.shape[0])
-    return cast(TransitionBatch, jax.tree_util.tree_map(lambda leaf: leaf[indices], data))
-
-
 @functools.partial(jax.jit, static_argnames=("num_steps", "networks", "settings", "train_policy"))
 def iql_train_steps(state: IQLState, data: TransitionBatch, num_steps: int, *, networks: IQLNetworks,
                     settings: IQLSettings, train_policy: bool) -> tuple[IQLState, Metrics]:
@@ -512,7 +505,7 @@ def iql_train_steps(state: IQLState, data: TransitionBatch, num_steps: int, *, n
 
     def one_step(carry: IQLState, _: None) -> tuple[IQLState, Metrics]:
         key, sample_key = jax.random.split(carry.key)
-        batch = _sample(data, sample_key, settings.batch_size)
+        batch = sample_transitions(data, sample_key, settings.batch_size)
         return iql_update(dataclasses.replace(carry, key=key), batch, networks=networks, settings=settings,
                           train_policy=train_policy)
 
@@ -604,7 +597,7 @@ class IQLTrainer(OfflineTrainer):
     def _train_chunk(self, steps: int) -> dict[str, float]:
         self.state, metrics = iql_train_steps(self.state, self.data.transitions, steps, networks=self.networks,
                                               settings=self.settings, train_policy=True)
-        return {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}
+        return host_scalars(metrics)
 
     def deterministic_policy(self) -> ActFunction:
         """The AWR policy's mean action for raw observations."""

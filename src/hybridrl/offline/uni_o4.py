@@ -48,7 +48,14 @@ from hybridrl.core.networks import GaussianPolicy, ValueHead
 from hybridrl.core.seeding import Seeder
 from hybridrl.errors import ConfigError, RunDirectoryError
 from hybridrl.offline import bc, dynamics, iql, ope
-from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, StateNormalizer, gaussian_mean_policy
+from hybridrl.offline.common import (
+    OfflineConfig,
+    OfflineTrainer,
+    Stage,
+    StateNormalizer,
+    gaussian_mean_policy,
+    host_scalars,
+)
 from hybridrl.rl.ppo import PPOConfig, PPONetworks, PPOTrainer, PPOTrainState, make_optimizer
 
 Phase = Literal["offline", "online", "both"]
@@ -452,7 +459,7 @@ class UniO4Trainer(OfflineTrainer):
         state, metrics = iql.iql_train_steps(self.artefacts.critic, self.data.transitions, steps,
                                              networks=self.critic, settings=self.critic_settings, train_policy=False)
         self.artefacts = dataclasses.replace(self.artefacts, critic=state)
-        return {name.replace("iql/", "critic/"): value for name, value in _host_scalars(metrics).items()}
+        return {name.replace("iql/", "critic/"): value for name, value in host_scalars(metrics).items()}
 
     def _train_dynamics(self, steps: int) -> dict[str, float]:
         raw = self.data.dataset.transitions
@@ -467,7 +474,7 @@ class UniO4Trainer(OfflineTrainer):
         # Offline PPO starts from (and is evaluated as) the current BC ensemble.
         self.artefacts = dataclasses.replace(self.artefacts, behaviour=state,
                                                 ppo=self._init_ppo(state.params["members"], self.artefacts.ppo.key))
-        return _host_scalars(metrics)
+        return host_scalars(metrics)
 
     def _train_ppo(self, steps: int) -> dict[str, float]:
         ppo_state = self.artefacts.ppo
@@ -482,7 +489,7 @@ class UniO4Trainer(OfflineTrainer):
         self.artefacts = dataclasses.replace(self.artefacts, ppo=ppo_state,
                                              selected=jnp.argmax(scores).astype(jnp.int32))
         host_metrics, host_scores, host_improved = jax.device_get((metrics, scores, improved))
-        scalars = {name: float(np.mean(value)) for name, value in host_metrics.items()}
+        scalars = host_scalars(host_metrics)
         scalars.update({f"ope/score_{index}": float(score) for index, score in enumerate(host_scores)})
         scalars["ope/replaced"] = float(np.sum(host_improved))
         return scalars
@@ -707,10 +714,6 @@ def scale_value_output(value_params: Any, scale: float) -> Any:
     output = value_params["mlp"]["output"]
     scaled = {"kernel": output["kernel"] * scale, "bias": output["bias"] * scale}
     return {**value_params, "mlp": {**value_params["mlp"], "output": scaled}}
-
-
-def _host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
-    return {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}
 
 
 def read_offline_run(config: UniO4Config) -> UniO4Config:
