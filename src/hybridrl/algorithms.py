@@ -18,10 +18,13 @@ from hybridrl.errors import ConfigError
 
 #: name -> module that defines ``ALGORITHM``.
 _ALGORITHM_MODULES: dict[str, str] = {
+    "ailboost": "hybridrl.imitation.ailboost",
     "bc": "hybridrl.offline.bc",
+    "dac": "hybridrl.imitation.dac",
     "iql": "hybridrl.offline.iql",
     "ppo": "hybridrl.rl.ppo",
     "props": "hybridrl.rl.props",
+    "sac": "hybridrl.rl.sac",
     "uni-o4": "hybridrl.offline.uni_o4",
 }
 

@@ -112,7 +112,7 @@ def _demos(rest: list[str]) -> int:
     parser.add_argument("env", help="a Gymnasium id (Hopper-v5) or a DeepMind Control task (dmc:walker-walk)")
     parser.add_argument("--episodes", type=int, default=10, help="whole episodes to record (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (and of the expert's training)")
-    parser.add_argument("--run-dir", default=None, help="a PPO run whose checkpoint is the expert (default: the "
+    parser.add_argument("--run-dir", default=None, help="a PPO or SAC run whose checkpoint is the expert (default: the "
                                                         "env's expert behaviour policy, trained on first use)")
     parser.add_argument("--preset", default="cpu", help="preset of the default expert's training (default cpu)")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")

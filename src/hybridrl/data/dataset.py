@@ -259,6 +259,26 @@ class Dataset:
         for index in range(self.num_episodes):
             yield self.episode(index)
 
+    def first_episodes(self, count: int) -> Dataset:
+        """A dataset of the first ``count`` episodes (same metadata), e.g. ``count`` demonstrations.
+
+        :raises DatasetError: when the dataset has fewer episodes.
+        """
+        if not 1 <= count <= self.num_episodes:
+            from hybridrl.data.validation import DatasetError
+
+            raise DatasetError(f"asked for {count} episodes of {self.info.dataset_id!r}, which has "
+                               f"{self.num_episodes}; record more (`hybridrl data demos ENV --episodes N`) "
+                               "or ask for fewer")
+        end = int(self.episode_starts[count])
+        part = jax.tree_util.tree_map(lambda leaf: leaf[:end], self.transitions)
+        return Dataset(part, self.episode_starts[: count + 1], self.info)
+
+    @property
+    def action_repeat(self) -> int:
+        """The action repeat the episodes were recorded with (1 unless the metadata says otherwise)."""
+        return int(self.info.extra.get("action_repeat", 1))
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Host copies of the transition arrays, keyed by field name, plus ``episode_starts``."""
         arrays = {name: np.asarray(getattr(self.transitions, name)) for name in

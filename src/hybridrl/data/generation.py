@@ -198,9 +198,10 @@ def _rate(trainer: Any, settings: GenerationPreset) -> float:
     return float(trainer.evaluate(settings.selection_episodes)["eval/return_mean"])
 
 
-def _mean_return(env_id: str, policy: BehaviourPolicy | None, episodes: int, seed: int) -> float:
+def _mean_return(env_id: str, policy: BehaviourPolicy | None, episodes: int, seed: int,
+                 action_repeat: int = 1) -> float:
     """Mean return over seeded episodes: deterministic actions of ``policy``, or uniform random ones."""
-    env = make_env(env_id)
+    env = make_env(env_id, action_repeat=action_repeat)
     try:
         rng = Seeder(seed).numpy("reference/" + ("random" if policy is None else "expert"))
         act = policy.bind(env.action_space) if policy is not None else None

@@ -58,6 +58,8 @@ class OfflineConfig:
     """Checkpoint every this many gradient steps (and at every stage boundary and the end)."""
     log_interval: int = 1_000
     """Gradient steps per compiled chunk; metrics are logged once per chunk."""
+    max_episodes: int = 0
+    """Learn from the first N episodes of the dataset only (0: all), e.g. N demonstrations."""
 
     def validate_offline(self) -> None:
         """Raise :class:`ConfigError` for impossible settings of the shared fields."""
@@ -66,7 +68,7 @@ class OfflineConfig:
         for name in ("eval_episodes", "log_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("eval_interval", "checkpoint_interval"):
+        for name in ("eval_interval", "checkpoint_interval", "max_episodes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.env:
@@ -137,14 +139,18 @@ class OfflineData:
         return float(self.dataset.normalized_score(episode_return))
 
 
-def load_offline_data(dataset_id: str, env: str = "", normalize_states: bool = True) -> OfflineData:
+def load_offline_data(dataset_id: str, env: str = "", normalize_states: bool = True,
+                      max_episodes: int = 0) -> OfflineData:
     """Load and validate ``dataset_id`` for an offline learner.
 
     :param env: the environment to check the dataset against; empty: the one it records.
+    :param max_episodes: keep only the first this many episodes (0: all).
     :raises DatasetError: the dataset is missing, malformed, or of another environment.
     :raises ConfigError: the dataset records no environment and none is given, or has discrete actions.
     """
     dataset = load_dataset(dataset_id, env=env or None)
+    if max_episodes:
+        dataset = dataset.first_episodes(max_episodes)
     env_id = env or dataset.info.env_id
     if not env_id:
         raise ConfigError(f"dataset {dataset_id!r} does not record its environment; pass --env ENV_ID")
@@ -196,9 +202,10 @@ class OfflineTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.data = load_offline_data(config.dataset, config.env, config.normalize_states)
+        self.data = load_offline_data(config.dataset, config.env, config.normalize_states, config.max_episodes)
         self.env_id = self.data.env_id
-        self.eval_env = make_env(self.env_id)
+        # Demonstrations of DMC tasks are recorded with an action repeat; evaluate with the same.
+        self.eval_env = make_env(self.env_id, action_repeat=self.data.dataset.action_repeat)
         self.step = 0
         self.elapsed = 0.0
         self.last_eval: dict[str, float] = {}

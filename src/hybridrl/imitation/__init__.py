@@ -1,0 +1,1 @@
+"""Imitation learning from demonstrations: discriminators, DAC and AILBoost."""

@@ -1,0 +1,594 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, arXiv:1801.01290 and 1812.05905): tanh-Gaussian actor,
+double Q as one batched ensemble with Polyak-averaged targets, learned temperature.
+
+Per environment step (one env, stepped on the host):
+
+1. Act: uniform random actions for the first ``learning_starts`` steps, then a sample of the actor
+   (in numpy, no jitted call per step). Transitions go to a preallocated replay buffer on the
+   device (:mod:`hybridrl.core.replay`), ``update_every * updates_per_call`` steps at a time.
+2. Learn: after ``learning_starts``, one gradient update per ``update_every`` env steps, run
+   ``updates_per_call`` at a time inside one compiled ``lax.scan`` that samples its own minibatches
+   from the device buffer. Each update is
+
+   * critic: ``min_j Q'_j(s', a') - alpha log pi(a'|s')`` bootstrapped through truncation, not
+     termination, ``a' ~ pi(s')``; squared error of both Q members;
+   * actor: ``E[alpha log pi(a|s) - min_j Q_j(s, a)]``, ``a ~ pi(s)`` reparameterised;
+   * temperature: ``-log alpha * (log pi(a|s) + target_entropy)`` (``target_entropy = -|A|``);
+   * targets: ``Q' <- tau Q + (1 - tau) Q'``.
+
+Imitation learners (:mod:`hybridrl.imitation`) reuse the pieces: :func:`sac_update` takes any batch,
+so they relabel rewards with their discriminator before calling it, and :class:`SACTrainer`'s
+``store``/``learn`` hooks let them change what goes into the buffer and what each update does.
+
+Actions live in [-1, 1] inside the learner (the tanh range) and are mapped affinely to the env's Box.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from hybridrl.algorithms import AlgorithmSpec
+from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
+from hybridrl.core.distributions import DiagGaussian
+from hybridrl.core.evaluation import evaluate_policy
+from hybridrl.core.logging import RunLogger
+from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead
+from hybridrl.core.replay import ReplayBuffer, add_transitions, host_transitions, replay_buffer, replay_sample
+from hybridrl.core.seeding import Seeder, generator_state, restore_generator
+from hybridrl.data.dataset import TransitionBatch
+from hybridrl.envs.factory import check_env_id, make_env
+from hybridrl.envs.snapshot import SnapshotUnsupportedError
+from hybridrl.errors import ConfigError
+from hybridrl.rl.ppo import interval_crossed
+
+Metrics = dict[str, jax.Array]
+
+# --------------------------------------------------------------------------------------------
+# Config and presets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SACConfig:
+    """SAC options. ``hybridrl train sac --help`` shows each with its preset default."""
+
+    env: str = "dmc:walker-walk"
+    """Environment: a DeepMind Control task (dmc:walker-walk) or a Gymnasium id with a Box action space."""
+    seed: int = 1
+    """Seed of every random stream of the run (networks, actions, minibatches, environments)."""
+    total_steps: int = 500_000
+    """Training budget in agent steps (env steps after action repeat)."""
+    preset: str = "cpu"
+    """Preset the defaults came from: smoke, cpu or paper."""
+    action_repeat: int | None = None
+    """Repeat each action this many times; None: 2 for dmc: tasks (the AILBoost/DrQ convention), 1 otherwise."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden widths of the actor and of each Q network (ReLU)."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    learning_rate: float = 3e-4
+    """Adam step size of actor, critic and temperature."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critic, per update."""
+    init_temperature: float = 0.1
+    """Initial entropy temperature alpha (learned); the AILBoost code starts at 1."""
+    target_entropy: float | None = None
+    """Entropy the temperature steers to; None: -(action dimensions)."""
+    log_std_bounds: tuple[float, float] = (-5.0, 2.0)
+    """The actor's log-std range, reached smoothly through tanh (DrQ/AILBoost parameterisation)."""
+    learning_starts: int = 5_000
+    """Uniform-random steps before the first update."""
+    update_every: int = 1
+    """Env steps per gradient update (AILBoost/DAC: 2)."""
+    updates_per_call: int = 1
+    """Gradient updates per compiled call; the policy acting meanwhile lags by up to this many updates."""
+    replay_size: int | None = None
+    """Replay capacity in transitions; None: total_steps (never evicts)."""
+    eval_interval: int = 10_000
+    """Evaluate every this many agent steps (0: only at the end)."""
+    eval_episodes: int = 5
+    """Deterministic (mean-action) episodes per evaluation."""
+    checkpoint_interval: int = 50_000
+    """Checkpoint every this many agent steps (and always at the end)."""
+    log_interval: int = 1_000
+    """Log training metrics every this many agent steps (their only device-to-host transfer)."""
+
+    @property
+    def env_action_repeat(self) -> int:
+        """The action repeat in effect."""
+        if self.action_repeat is not None:
+            return self.action_repeat
+        return 2 if self.env.startswith("dmc:") else 1
+
+    @property
+    def steps_per_call(self) -> int:
+        """Env steps between two compiled learning calls."""
+        return self.update_every * self.updates_per_call
+
+    @property
+    def replay_capacity(self) -> int:
+        """Rows of the replay buffer."""
+        return self.replay_size if self.replay_size is not None else self.total_steps
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` with a fix for every impossible setting."""
+        positive = ("total_steps", "batch_size", "update_every", "updates_per_call", "eval_episodes",
+                    "log_interval", "env_action_repeat", "replay_capacity")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("eval_interval", "checkpoint_interval", "learning_starts"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"need 0 < gamma <= 1 and 0 < tau <= 1, got {self.gamma}, {self.tau}")
+        if self.learning_rate <= 0 or self.init_temperature <= 0:
+            raise ConfigError("--learning-rate and --init-temperature must be positive")
+        low, high = self.log_std_bounds
+        if not low < high:
+            raise ConfigError(f"--log-std-bounds must be (low, high) with low < high, got {self.log_std_bounds}")
+        if self.replay_capacity < self.batch_size:
+            raise ConfigError(f"the replay ({self.replay_capacity}) must hold at least one batch ({self.batch_size})")
+        check_env_id(self.env)
+        if not self.env.startswith("dmc:") and self.env_action_repeat != 1:
+            raise ConfigError(f"--action-repeat {self.action_repeat} is only supported for dmc: tasks")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds, for tests.
+    "smoke": dict(total_steps=600, hidden_sizes=(32, 32), batch_size=32, learning_starts=200,
+                  eval_interval=0, eval_episodes=1, checkpoint_interval=300, log_interval=100),
+    # Expert training on a 2-core CPU: 2x256 networks, one update per step (the reference's expert recipe).
+    "cpu": dict(total_steps=500_000),
+    # Haarnoja et al. 2018 (table 1) sizes on the AILBoost code's network width: 2x1024, batch 1024.
+    "paper": dict(total_steps=1_000_000, hidden_sizes=(1024, 1024), batch_size=1024, learning_rate=1e-4),
+}
+
+# --------------------------------------------------------------------------------------------
+# Networks and train state
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SACNetworks:
+    """The actor and the double-Q critic (hashable, so jitted functions take them statically)."""
+
+    actor: GaussianPolicy
+    critic: Ensemble
+
+
+@dataclass(frozen=True)
+class SACSettings:
+    """Hyper-parameters the compiled update is specialised on."""
+
+    batch_size: int
+    gamma: float
+    tau: float
+    target_entropy: float
+    learning_rate: float
+
+
+@struct.dataclass
+class SACState:
+    """Everything an update changes. ``params`` has ``actor``, ``critic``, ``target_critic`` and
+    ``log_alpha``; each of actor, critic and temperature has its own Adam state."""
+
+    params: dict[str, Any]
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    key: jax.Array
+
+
+def make_sac_networks(hidden_sizes: tuple[int, ...], action_dim: int,
+                      log_std_bounds: tuple[float, float] = (-5.0, 2.0)) -> SACNetworks:
+    """A tanh-squashed Gaussian actor and two Q networks in one vmapped ensemble."""
+    actor = GaussianPolicy(action_dim=action_dim, hidden_sizes=hidden_sizes, activation="relu",
+                           state_dependent_std=True, log_std_bounds=log_std_bounds,
+                           soft_log_std_bounds=True, squash=True, mean_gain=1.0)
+    critic = Ensemble(QHead(hidden_sizes=hidden_sizes, activation="relu"), num_members=2)
+    return SACNetworks(actor=actor, critic=critic)
+
+
+def sac_settings(config: SACConfig, action_dim: int) -> SACSettings:
+    """The update's settings from a config (target entropy defaults to ``-action_dim``)."""
+    target = -float(action_dim) if config.target_entropy is None else config.target_entropy
+    return SACSettings(config.batch_size, config.gamma, config.tau, target, config.learning_rate)
+
+
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+    return optax.adam(learning_rate)
+
+
+def init_sac_state(networks: SACNetworks, settings: SACSettings, observation_dim: int, init_temperature: float,
+                   key: jax.Array) -> SACState:
+    """Fresh parameters (targets equal to the critic) and optimiser states."""
+    actor_key, critic_key, key = jax.random.split(key, 3)
+    observation = jnp.zeros((1, observation_dim), jnp.float32)
+    action = jnp.zeros((1, networks.actor.action_dim), jnp.float32)
+    critic_params = networks.critic.init(critic_key, observation, action)["params"]
+    params = {"actor": networks.actor.init(actor_key, observation)["params"], "critic": critic_params,
+              "target_critic": critic_params, "log_alpha": jnp.asarray(np.log(init_temperature), jnp.float32)}
+    adam = _adam(settings.learning_rate)
+    return SACState(params=params, actor_opt_state=adam.init(params["actor"]),
+                    critic_opt_state=adam.init(params["critic"]), alpha_opt_state=adam.init(params["log_alpha"]),
+                    key=key)
+
+
+# --------------------------------------------------------------------------------------------
+# Losses and the update
+# --------------------------------------------------------------------------------------------
+
+
+def _actor_distribution(networks: SACNetworks, actor_params: Any, observations: jax.Array) -> DiagGaussian:
+    return cast(DiagGaussian, networks.actor.apply({"params": actor_params}, observations))
+
+
+def critic_loss(critic_params: Any, params: dict[str, Any], batch: TransitionBatch, key: jax.Array,
+                networks: SACNetworks, settings: SACSettings) -> tuple[jax.Array, Metrics]:
+    """Squared TD error of both Q members against the soft, clipped double-Q target."""
+    next_distribution = _actor_distribution(networks, params["actor"], batch.next_observations)
+    next_actions = next_distribution.sample(key)
+    next_log_probs = next_distribution.log_prob(next_actions)
+    next_q = networks.critic.apply({"params": params["target_critic"]}, batch.next_observations, next_actions)
+    alpha = jnp.exp(params["log_alpha"])
+    soft_value = jnp.min(next_q, axis=0) - alpha * next_log_probs
+    target = batch.rewards + settings.gamma * (1.0 - batch.terminations) * soft_value
+    q_values = networks.critic.apply({"params": critic_params}, batch.observations, batch.actions)
+    loss = ((q_values - jax.lax.stop_gradient(target)[None]) ** 2).mean(axis=1).sum()
+    return loss, {"loss/critic": loss, "train/q_mean": q_values.mean(), "train/target_mean": target.mean()}
+
+
+def actor_loss(actor_params: Any, params: dict[str, Any], batch: TransitionBatch, key: jax.Array,
+               networks: SACNetworks) -> tuple[jax.Array, jax.Array]:
+    """``E[alpha log pi(a|s) - min_j Q_j(s, a)]`` with reparameterised ``a``; aux: the log-probs."""
+    distribution = _actor_distribution(networks, actor_params, batch.observations)
+    actions = distribution.sample(key)
+    log_probs = distribution.log_prob(actions)
+    q_values = networks.critic.apply({"params": params["critic"]}, batch.observations, actions)
+    alpha = jax.lax.stop_gradient(jnp.exp(params["log_alpha"]))
+    return (alpha * log_probs - jnp.min(q_values, axis=0)).mean(), log_probs
+
+
+def sac_update(state: SACState, batch: TransitionBatch, *, networks: SACNetworks,
+               settings: SACSettings) -> tuple[SACState, Metrics]:
+    """One SAC update (critic, then actor and temperature on the new critic, then targets) on
+    ``batch``; pure, so callers put it in their own scans after relabelling rewards."""
+    adam = _adam(settings.learning_rate)
+    key, critic_key, actor_key = jax.random.split(state.key, 3)
+    params = state.params
+
+    critic_grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
+        params["critic"], params, batch, critic_key, networks, settings)
+    updates, critic_opt_state = adam.update(critic_grads, state.critic_opt_state, params["critic"])
+    params = {**params, "critic": optax.apply_updates(params["critic"], updates)}
+
+    (actor_value, log_probs), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+        params["actor"], params, batch, actor_key, networks)
+    updates, actor_opt_state = adam.update(actor_grads, state.actor_opt_state, params["actor"])
+    params = {**params, "actor": optax.apply_updates(params["actor"], updates)}
+
+    entropy = -jax.lax.stop_gradient(log_probs).mean()
+
+    def temperature_loss(log_alpha: jax.Array) -> jax.Array:
+        return log_alpha * (entropy - settings.target_entropy)
+
+    alpha_grad = jax.grad(temperature_loss)(params["log_alpha"])
+    updates, alpha_opt_state = adam.update(alpha_grad, state.alpha_opt_state, params["log_alpha"])
+    params = {**params, "log_alpha": optax.apply_updates(params["log_alpha"], updates)}
+
+    params["target_critic"] = optax.incremental_update(params["critic"], params["target_critic"], settings.tau)
+    metrics = {**critic_metrics, "loss/actor": actor_value, "train/entropy": entropy,
+               "train/alpha": jnp.exp(params["log_alpha"])}
+    return SACState(params=params, actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
+                    alpha_opt_state=alpha_opt_state, key=key), metrics
+
+
+@functools.partial(jax.jit, static_argnames=("num_updates", "networks", "settings"))
+def sac_updates(state: SACState, buffer: ReplayBuffer, num_updates: int, *, networks: SACNetworks,
+                settings: SACSettings) -> tuple[SACState, Metrics]:
+    """``num_updates`` updates on minibatches drawn uniformly from ``buffer``, in one compiled scan;
+    returns the metrics of the last update."""
+
+    def one_update(state: SACState, _: None) -> tuple[SACState, Metrics]:
+        key, sample_key = jax.random.split(state.key)
+        batch = replay_sample(buffer, sample_key, settings.batch_size)
+        return sac_update(state.replace(key=key), batch, networks=networks, settings=settings)
+
+    state, metrics = jax.lax.scan(one_update, state, None, length=num_updates)
+    return state, jax.tree_util.tree_map(lambda values: values[-1], metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer: acting, the replay buffer, logging, evaluation, checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+class ActionScaler:
+    """Maps the learner's actions in [-1, 1] to a Box's bounds and back."""
+
+    def __init__(self, space: gym.spaces.Box) -> None:
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise ConfigError(f"SAC needs a bounded action space, got {space}")
+        self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> the env's bounds."""
+        return self.low + 0.5 * (np.asarray(actions, np.float32) + 1.0) * (self.high - self.low)
+
+    def from_env(self, actions: np.ndarray) -> np.ndarray:
+        """The env's bounds -> [-1, 1] (demonstrations are recorded in env units)."""
+        return 2.0 * (np.asarray(actions, np.float32) - self.low) / (self.high - self.low) - 1.0
+
+
+class SACTrainer:
+    """Runs SAC in a run directory; see :mod:`hybridrl.runs` for the directory layout.
+
+    Subclasses change what is stored (:meth:`store`), how the agent learns (:meth:`learn`) and
+    what happens before each env step (:meth:`before_step`); the loop, evaluation and checkpoints
+    stay here.
+    """
+
+    algorithm = "sac"
+
+    def __init__(self, config: SACConfig, run_dir: Path, progress: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.seeder = Seeder(config.seed)
+        repeat = config.env_action_repeat
+        self.env = make_env(config.env, action_repeat=repeat)
+        self.eval_env = make_env(config.env, action_repeat=repeat)
+        self.train_seed = self.seeder.env_seeds("train", 1)[0]
+        self.eval_seed = self.seeder.env_seeds("eval", 1)[0]
+        if not isinstance(self.env.action_space, gym.spaces.Box):
+            raise ConfigError(f"SAC needs a Box action space; {config.env} has {self.env.action_space}")
+        self.scaler = ActionScaler(self.env.action_space)
+        self.observation_dim = int(np.prod(self.env.observation_space.shape or ()))
+        self.action_dim = int(np.prod(self.env.action_space.shape or ()))
+        self.networks = make_sac_networks(config.hidden_sizes, self.action_dim, config.log_std_bounds)
+        self.settings = sac_settings(config, self.action_dim)
+        self.state = init_sac_state(self.networks, self.settings, self.observation_dim, config.init_temperature,
+                                    self.seeder.jax_key("params"))
+        self.buffer = replay_buffer(config.replay_capacity, self.observation_dim, self.action_dim)
+        self.rng = self.seeder.numpy("actions")
+        # Host staging of the steps since the last learning call (flushed to the device buffer there).
+        chunk = config.steps_per_call
+        self.staged = {"observations": np.zeros((chunk, self.observation_dim), np.float32),
+                       "actions": np.zeros((chunk, self.action_dim), np.float32),
+                       "rewards": np.zeros(chunk, np.float32),
+                       "next_observations": np.zeros((chunk, self.observation_dim), np.float32),
+                       "terminations": np.zeros(chunk, np.float32), "truncations": np.zeros(chunk, np.float32)}
+        self.num_staged = 0
+        self.global_step = 0
+        self.num_updates = 0
+        self.episode_return = 0.0
+        self.finished_returns: list[float] = []
+        self.elapsed = 0.0
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step = -1
+        self.last_metrics: Metrics = {}
+        self.observation, _ = self.env.reset(seed=self.train_seed)
+        self._host_actor = jax.device_get(self.state.params["actor"])
+
+    # -- policy on the host --------------------------------------------------------------------
+
+    def act_deterministic(self, observations: np.ndarray) -> np.ndarray:
+        """The mean action (in env units) for raw observations."""
+        distribution = self.networks.actor.apply_numpy(self._host_actor, np.asarray(observations, np.float32))
+        return self.scaler.to_env(np.asarray(distribution.mode()))
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """The training action in [-1, 1]: uniform during warm-up, else an actor sample."""
+        if self.global_step < self.config.learning_starts:
+            return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+        distribution = self.networks.actor.apply_numpy(self._host_actor, observation[None])
+        return np.asarray(distribution.sample_numpy(self.rng))[0]
+
+    def refresh_host_actor(self) -> None:
+        """Copy the actor's parameters to the host (after updates)."""
+        self._host_actor = jax.device_get(self.state.params["actor"])
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def before_step(self) -> None:
+        """Hook run before every env step (AILBoost's boosting rounds)."""
+
+    def env_step(self) -> None:
+        """One env step with the training policy; stage the transition; learn when a call's worth is staged."""
+        observation = np.asarray(self.observation, np.float32)
+        action = self.act(observation)
+        next_observation, reward, terminated, truncated, _ = self.env.step(self.scaler.to_env(action))
+        row = self.num_staged
+        staged = self.staged
+        staged["observations"][row] = observation
+        staged["actions"][row] = action
+        staged["rewards"][row] = reward
+        staged["next_observations"][row] = next_observation
+        staged["terminations"][row] = terminated
+        staged["truncations"][row] = truncated
+        self.num_staged += 1
+        self.global_step += 1
+        self.episode_return += float(reward)
+        if terminated or truncated:
+            self.finished_returns.append(self.episode_return)
+            self.episode_return = 0.0
+            self.observation, _ = self.env.reset()
+        else:
+            self.observation = next_observation
+        if self.num_staged == self.config.steps_per_call:
+            self.store(host_transitions(**{name: array[: self.num_staged] for name, array in staged.items()}))
+            self.num_staged = 0
+            if self.global_step >= self.config.learning_starts:
+                self.learn(self.config.updates_per_call)
+
+    def store(self, transitions: TransitionBatch) -> None:
+        """Add staged transitions to the replay buffer."""
+        self.buffer = add_transitions(self.buffer, transitions)
+
+    def learn(self, num_updates: int) -> None:
+        """Run ``num_updates`` gradient updates."""
+        self.state, self.last_metrics = sac_updates(self.state, self.buffer, num_updates,
+                                                    networks=self.networks, settings=self.settings)
+        self.num_updates += num_updates
+        self.refresh_host_actor()
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Deterministic evaluation on a separate env instance."""
+        return evaluate_policy(self.eval_env, self.act_deterministic, episodes, self.eval_seed, self.config.env)
+
+    def evaluate_all(self, episodes: int) -> dict[str, float]:
+        """Every evaluation the run logs (a subclass may add more than the current policy's)."""
+        return self.evaluate(episodes)
+
+    def log_scalars(self) -> dict[str, float]:
+        """Training metrics for the log (one device-to-host transfer)."""
+        scalars = {name: float(value) for name, value in jax.device_get(self.last_metrics).items()}
+        scalars["train/gradient_updates"] = float(self.num_updates)
+        if self.finished_returns:
+            scalars["train/episode_return"] = float(np.mean(self.finished_returns))
+            self.finished_returns = []
+        return scalars
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Train to ``total_steps`` (or pause at the first checkpoint at or after ``stop_at_step``).
+
+        Evaluations, logs and checkpoints happen when their interval has passed, at a learning-call
+        boundary (nothing is left staged), so a checkpoint holds the complete state.
+        """
+        config = self.config
+        logger = RunLogger(self.run_dir, config.total_steps, start_step=self.global_step,
+                           progress=self.progress, elapsed=self.elapsed)
+        last_log_step, last_log_time = self.global_step, logger.elapsed
+        last_eval_mark = last_checkpoint_mark = self.global_step
+        try:
+            while self.global_step < config.total_steps:
+                self.before_step()
+                self.env_step()
+                if self.num_staged:
+                    continue
+                if self.global_step - last_log_step >= config.log_interval:
+                    scalars = self.log_scalars()
+                    scalars["train/steps_per_second"] = ((self.global_step - last_log_step)
+                                                         / max(logger.elapsed - last_log_time, 1e-9))
+                    last_log_step, last_log_time = self.global_step, logger.elapsed
+                    logger.log(self.global_step, scalars)
+                    logger.update_progress(self.global_step)
+                if interval_crossed(last_eval_mark, self.global_step, config.eval_interval):
+                    last_eval_mark = self.global_step
+                    self.last_eval, self.last_eval_step = self.evaluate_all(config.eval_episodes), self.global_step
+                    logger.log(self.global_step, self.last_eval)
+                done = self.global_step >= config.total_steps
+                pause = stop_at_step is not None and self.global_step >= stop_at_step
+                if done or pause or interval_crossed(last_checkpoint_mark, self.global_step,
+                                                     config.checkpoint_interval):
+                    last_checkpoint_mark = self.global_step
+                    self.elapsed = logger.elapsed
+                    if self.last_eval_step != self.global_step and done:
+                        self.last_eval, self.last_eval_step = (self.evaluate_all(config.eval_episodes),
+                                                               self.global_step)
+                        logger.log(self.global_step, self.last_eval)
+                    self.save_checkpoint()
+                if pause and not done:
+                    return {"step": self.global_step, "paused": True}
+            self.elapsed = logger.elapsed
+        finally:
+            logger.close()
+        return {"step": self.global_step, **self.last_eval, "gradient_updates": self.num_updates,
+                "wall_time_s": self.elapsed}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint_state(self) -> Any:
+        """The device state a checkpoint stores: learner and replay buffer (a subclass adds its own)."""
+        return {"sac": self.state, "replay": self.buffer}
+
+    def restore_checkpoint_state(self, state: Any) -> None:
+        """Take back :meth:`checkpoint_state` output."""
+        self.state, self.buffer = state["sac"], state["replay"]
+
+    def host_state(self) -> dict[str, Any]:
+        """Host-side train state for checkpoints (a subclass may add to it)."""
+        return {"global_step": self.global_step, "num_updates": self.num_updates, "elapsed": self.elapsed,
+                "rng": generator_state(self.rng), "episode_return": self.episode_return,
+                "observation": np.asarray(self.observation), "last_eval": self.last_eval,
+                "last_eval_step": self.last_eval_step}
+
+    def restore_host_state(self, host: dict[str, Any]) -> None:
+        """Take back :meth:`host_state` output."""
+        self.global_step = int(host["global_step"])
+        self.num_updates = int(host["num_updates"])
+        self.elapsed = float(host["elapsed"])
+        self.rng = restore_generator(host["rng"])
+        self.episode_return = float(host["episode_return"])
+        self.last_eval = dict(host["last_eval"])
+        self.last_eval_step = int(host["last_eval_step"])
+
+    def env_blobs(self) -> dict[str, bytes]:
+        """Snapshots of the envs whose state carries across steps (a subclass may add its own)."""
+        return {"env": cast(Any, self.env).snapshot}
+
+    def save_checkpoint(self) -> Path:
+        """Write every piece of train state to ``run_dir/checkpoint.ckpt`` atomically."""
+        path = self.run_dir / "checkpoint.ckpt"
+        try:
+            blobs = self.env_blobs()
+        except SnapshotUnsupportedError as error:
+            warnings.warn(f"environment state not saved ({error}); a resumed run will reset its env", stacklevel=2)
+            blobs = {}
+        save_checkpoint(path, algorithm=self.algorithm, step=self.global_step, state=self.checkpoint_state(),
+                        host_state=self.host_state(), blobs=blobs)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` of the same config."""
+        state, host, blobs, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.checkpoint_state())
+        self.restore_checkpoint_state(state)
+        self.restore_host_state(host)
+        if blobs:
+            self.restore_env_blobs(blobs)
+            self.observation = np.asarray(host["observation"], np.float32)
+        else:
+            warnings.warn("checkpoint has no environment state; the env restarts from a reset", stacklevel=2)
+        self.refresh_host_actor()
+
+    def restore_env_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Take back :meth:`env_blobs` output."""
+        cast(Any, self.env).snapshot = blobs["env"]
+
+    def close(self) -> None:
+        """Close the environments."""
+        self.env.close()
+        self.eval_env.close()
+
+
+def _make_trainer(config: SACConfig, run_dir: Path, progress: bool) -> SACTrainer:
+    return SACTrainer(config, run_dir, progress)
+
+
+ALGORITHM = AlgorithmSpec(
+    name="sac",
+    config_cls=SACConfig,
+    presets=PRESETS,
+    make_trainer=_make_trainer,
+    summary="Soft Actor-Critic, continuous actions (also trains imitation experts)",
+)
+
+__all__ = ["ALGORITHM", "PRESETS", "ActionScaler", "SACConfig", "SACNetworks", "SACSettings", "SACState",
+           "SACTrainer", "actor_loss", "critic_loss", "init_sac_state", "make_sac_networks", "sac_settings",
+           "sac_update", "sac_updates"]
