@@ -74,8 +74,9 @@ def host_transitions(observations: np.ndarray, actions: np.ndarray, rewards: np.
                      next_observations: np.ndarray, terminations: np.ndarray,
                      truncations: np.ndarray) -> TransitionBatch:
     """A batch of host arrays as a float32 :class:`TransitionBatch` ready for :func:`add_transitions`."""
-    return TransitionBatch(*(np.asarray(array, dtype=np.float32) for array in
-                             (observations, actions, rewards, next_observations, terminations, truncations)))
+    columns = [np.asarray(array, dtype=np.float32) for array in
+               (observations, actions, rewards, next_observations, terminations, truncations)]
+    return TransitionBatch(*cast(list[jax.Array], columns))
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ learner, whose mass stays above 5% for 59 rounds at ``alpha = 0.05``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +224,8 @@ class AILBoostTrainer(AdversarialImitationTrainer):
         if start + config.samples_per_learner > self.buffer.capacity:
             raise RuntimeError(f"AILBoost's buffer holds {self.buffer.capacity} rows; "
                                f"round {self.num_rounds} needs more")
-        self.buffer = self.buffer.replace(position=jnp.asarray(start, jnp.int32), size=jnp.asarray(start, jnp.int32))
+        self.buffer = dataclasses.replace(self.buffer, position=jnp.asarray(start, jnp.int32),
+                                          size=jnp.asarray(start, jnp.int32))
         self.buffer = add_transitions(self.buffer, block)
         log_weights = np.full(config.max_rounds, -np.inf, dtype=np.float32)
         log_weights[: self.num_rounds] = np.log(mixture_weights(self.num_rounds, config.boosting_alpha))

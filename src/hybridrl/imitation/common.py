@@ -10,6 +10,7 @@ returns); learners never see it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,7 @@ def load_demonstrations(config: ImitationConfig, scaler: ActionScaler) -> Demons
     actions = scaler.from_env(np.asarray(raw.actions))
     if np.any(np.abs(actions) > 1.0 + 1e-4):
         raise DatasetError(f"the demonstrations {name!r} have actions outside {config.env}'s action bounds")
-    transitions = raw.replace(actions=jax.numpy.asarray(np.clip(actions, -1.0, 1.0)))
+    transitions = dataclasses.replace(raw, actions=jax.numpy.asarray(np.clip(actions, -1.0, 1.0)))
     return Demonstrations(dataset=dataset, transitions=transitions)
 
 
@@ -180,9 +181,10 @@ def adversarial_sac_updates(sac_state: SACState, discriminator_state: Discrimina
                 batch.observations[:discriminator_batch_size], batch.actions[:discriminator_batch_size],
                 penalty_key, network=discriminator, settings=discriminator_settings)
         if relabel:
-            batch = batch.replace(rewards=discriminator_reward(discriminator, discriminator_state.params,
-                                                               batch.observations, batch.actions))
-        sac_state, sac_metrics = sac_update(sac_state.replace(key=key), batch, networks=networks, settings=settings)
+            batch = dataclasses.replace(batch, rewards=discriminator_reward(
+                discriminator, discriminator_state.params, batch.observations, batch.actions))
+        sac_state, sac_metrics = sac_update(dataclasses.replace(sac_state, key=key), batch, networks=networks,
+                                            settings=settings)
         metrics = {**metrics, **sac_metrics, "train/imitation_reward": batch.rewards.mean(),
                    "train/imitation_reward_std": batch.rewards.std()}
         return (sac_state, discriminator_state), metrics

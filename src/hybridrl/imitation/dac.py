@@ -18,6 +18,7 @@ episodes have a fixed length and never terminate.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def add_labelled(buffer: ReplayBuffer, transitions: TransitionBatch, discriminat
     """Store ``transitions`` with reward ``D(s, a)`` of the given discriminator (stale mode)."""
     rewards = discriminator_reward(discriminator, discriminator_params, transitions.observations,
                                    transitions.actions)
-    return replay_add(buffer, transitions.replace(rewards=rewards))
+    return replay_add(buffer, dataclasses.replace(transitions, rewards=rewards))
 
 
 class DACTrainer(AdversarialImitationTrainer):

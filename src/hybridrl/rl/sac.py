@@ -25,6 +25,7 @@ Actions live in [-1, 1] inside the learner (the tanh range) and are mapped affin
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from dataclasses import dataclass
@@ -243,11 +244,12 @@ def critic_loss(critic_params: Any, params: dict[str, Any], batch: TransitionBat
     next_distribution = _actor_distribution(networks, params["actor"], batch.next_observations)
     next_actions = next_distribution.sample(key)
     next_log_probs = next_distribution.log_prob(next_actions)
-    next_q = networks.critic.apply({"params": params["target_critic"]}, batch.next_observations, next_actions)
+    next_q = cast(jax.Array, networks.critic.apply({"params": params["target_critic"]}, batch.next_observations,
+                                                   next_actions))
     alpha = jnp.exp(params["log_alpha"])
     soft_value = jnp.min(next_q, axis=0) - alpha * next_log_probs
     target = batch.rewards + settings.gamma * (1.0 - batch.terminations) * soft_value
-    q_values = networks.critic.apply({"params": critic_params}, batch.observations, batch.actions)
+    q_values = cast(jax.Array, networks.critic.apply({"params": critic_params}, batch.observations, batch.actions))
     loss = ((q_values - jax.lax.stop_gradient(target)[None]) ** 2).mean(axis=1).sum()
     return loss, {"loss/critic": loss, "train/q_mean": q_values.mean(), "train/target_mean": target.mean()}
 
@@ -258,7 +260,7 @@ def actor_loss(actor_params: Any, params: dict[str, Any], batch: TransitionBatch
     distribution = _actor_distribution(networks, actor_params, batch.observations)
     actions = distribution.sample(key)
     log_probs = distribution.log_prob(actions)
-    q_values = networks.critic.apply({"params": params["critic"]}, batch.observations, actions)
+    q_values = cast(jax.Array, networks.critic.apply({"params": params["critic"]}, batch.observations, actions))
     alpha = jax.lax.stop_gradient(jnp.exp(params["log_alpha"]))
     return (alpha * log_probs - jnp.min(q_values, axis=0)).mean(), log_probs
 
@@ -306,7 +308,7 @@ def sac_updates(state: SACState, buffer: ReplayBuffer, num_updates: int, *, netw
     def one_update(state: SACState, _: None) -> tuple[SACState, Metrics]:
         key, sample_key = jax.random.split(state.key)
         batch = replay_sample(buffer, sample_key, settings.batch_size)
-        return sac_update(state.replace(key=key), batch, networks=networks, settings=settings)
+        return sac_update(dataclasses.replace(state, key=key), batch, networks=networks, settings=settings)
 
     state, metrics = jax.lax.scan(one_update, state, None, length=num_updates)
     return state, jax.tree_util.tree_map(lambda values: values[-1], metrics)
@@ -429,10 +431,14 @@ class SACTrainer:
             self.observation, _ = self.env.reset()
         else:
             self.observation = next_observation
-        if self.num_staged == self.config.steps_per_call:
+        call_complete = self.num_staged == self.config.steps_per_call
+        # The budget can run out mid-call (a total_steps that is no multiple of a call, or AILBoost's
+        # collection steps): store what is staged so the run still ends at a boundary, with its
+        # final evaluation and checkpoint.
+        if call_complete or self.global_step >= self.config.total_steps:
             self.store(host_transitions(**{name: array[: self.num_staged] for name, array in staged.items()}))
             self.num_staged = 0
-            if self.global_step >= self.config.learning_starts:
+            if call_complete and self.global_step >= self.config.learning_starts:
                 self.learn(self.config.updates_per_call)
 
     def store(self, transitions: TransitionBatch) -> None:
@@ -482,7 +488,9 @@ class SACTrainer:
                 self.env_step()
                 if self.num_staged:
                     continue
-                if self.global_step - last_log_step >= config.log_interval:
+                # At multiples of the interval (not every interval from the start), so a resumed
+                # run logs at the same steps as an uninterrupted one.
+                if interval_crossed(last_log_step, self.global_step, config.log_interval):
                     scalars = self.log_scalars()
                     scalars["train/steps_per_second"] = ((self.global_step - last_log_step)
                                                          / max(logger.elapsed - last_log_time, 1e-9))
@@ -527,7 +535,7 @@ class SACTrainer:
         return {"global_step": self.global_step, "num_updates": self.num_updates, "elapsed": self.elapsed,
                 "rng": generator_state(self.rng), "episode_return": self.episode_return,
                 "observation": np.asarray(self.observation), "last_eval": self.last_eval,
-                "last_eval_step": self.last_eval_step}
+                "last_eval_step": self.last_eval_step, "finished_returns": list(self.finished_returns)}
 
     def restore_host_state(self, host: dict[str, Any]) -> None:
         """Take back :meth:`host_state` output."""
@@ -538,6 +546,7 @@ class SACTrainer:
         self.episode_return = float(host["episode_return"])
         self.last_eval = dict(host["last_eval"])
         self.last_eval_step = int(host["last_eval_step"])
+        self.finished_returns = [float(value) for value in host.get("finished_returns", [])]
 
     def env_blobs(self) -> dict[str, bytes]:
         """Snapshots of the envs whose state carries across steps (a subclass may add its own)."""
