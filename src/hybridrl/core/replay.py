@@ -6,9 +6,9 @@ one compiled function and a checkpoint stores the buffer like any other state. A
 write; :func:`replay_add` is pure, and the jitted :func:`add_transitions` donates the old buffer so
 XLA writes in place instead of copying ``capacity`` rows per call.
 
-:class:`BlockWeights` is the weighted buffer of AILBoost's boosted mixture: equal-sized blocks of
-transitions, one per weak learner, sampled by first drawing a block by its mass, then a row
-uniformly inside it.
+:func:`mixture_weights` and :func:`sample_blocks` make a buffer of equal-sized blocks of
+transitions, one per weak learner, into AILBoost's weighted buffer of the boosted mixture: a draw
+picks a block by its mass, then a row uniformly inside it.
 """
 
 from __future__ import annotations
@@ -73,8 +73,12 @@ def replay_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Tran
 def host_transitions(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                      next_observations: np.ndarray, terminations: np.ndarray,
                      truncations: np.ndarray) -> TransitionBatch:
-    """A batch of host arrays as a float32 :class:`TransitionBatch` ready for :func:`add_transitions`."""
-    columns = [np.asarray(array, dtype=np.float32) for array in
+    """A batch of host arrays as a float32 :class:`TransitionBatch` ready for :func:`add_transitions`.
+
+    The arrays are copied: on CPU, JAX may read a numpy argument in place after the (asynchronous)
+    call returns, so a caller reusing its staging arrays would change rows not yet written.
+    """
+    columns = [np.array(array, dtype=np.float32, copy=True) for array in
                (observations, actions, rewards, next_observations, terminations, truncations)]
     return TransitionBatch(*cast(list[jax.Array], columns))
 

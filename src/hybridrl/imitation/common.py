@@ -129,7 +129,7 @@ def load_demonstrations(config: ImitationConfig, scaler: ActionScaler) -> Demons
     except DatasetError as error:
         if config.demos:
             raise
-        raise DatasetError(f"{error}. Record demonstrations first: train an expert "
+        raise DatasetError(f"{str(error).rstrip('.')}. Record demonstrations first: train an expert "
                            f"(`hybridrl train sac --env {config.env}`) and run `hybridrl data demos {config.env} "
                            "--run-dir EXPERT_RUN --episodes 10`") from error
     if dataset.action_repeat != config.env_action_repeat:
