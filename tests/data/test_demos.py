@@ -39,3 +39,23 @@ def test_demos_have_the_expert_returns(tmp_path: Path) -> None:
         assert total == pytest.approx(recorded, rel=1e-5)
     env.close()
     np.testing.assert_array_equal(np.asarray(demos.episode(0).truncations)[-1], True)
+
+
+def test_demos_of_a_sac_run_record_its_action_repeat(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.data.demos import generate_demos, make_demos
+    from hybridrl.errors import ConfigError
+
+    # An untrained SAC run (warm-up only) is expert enough; DMC tasks act with action repeat 2.
+    run_dir = tmp_path / "sac"
+    runs.train("sac", preset="smoke", env="dmc:cartpole-balance", run_dir=run_dir, total_steps=200,
+               learning_starts=200)
+    generate_demos("dmc:cartpole-balance", episodes=1, seed=0, run_dir=run_dir, reference_episodes=1)
+    demos = load_dataset("demos/dmc-cartpole-balance-v0", env="dmc:cartpole-balance")
+    assert demos.info.algorithm == "sac" and "SAC run" in demos.info.description
+    assert demos.info.extra["action_repeat"] == 2 and demos.action_repeat == 2
+    assert demos.episode_lengths.tolist() == [500]  # 1000 control steps, 2 per action
+    assert demos.info.reference_returns is not None
+    assert demos.info.reference_returns[1] == pytest.approx(float(demos.episode_returns()[0]))
+    with pytest.raises(ConfigError, match="trained on dmc:cartpole-balance, not Pendulum-v1"):
+        make_demos("Pendulum-v1", episodes=1, run_dir=run_dir)

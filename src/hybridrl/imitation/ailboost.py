@@ -322,14 +322,19 @@ class AILBoostTrainer(AdversarialImitationTrainer):
         self.learners.rounds = np.array(state["learner_rounds"], dtype=np.int64)
 
     def host_state(self) -> dict[str, Any]:
-        """SAC's host state plus the boosting counters."""
-        return {**super().host_state(), "num_rounds": self.num_rounds, "online_steps": self.online_steps}
+        """SAC's host state plus the boosting counters and the last round's discriminator metrics
+        (logged until the next round, so a resumed run logs them too)."""
+        metrics = {name: float(value) for name, value in jax.device_get(self.last_discriminator_metrics).items()}
+        return {**super().host_state(), "num_rounds": self.num_rounds, "online_steps": self.online_steps,
+                "discriminator_metrics": metrics}
 
     def restore_host_state(self, host: dict[str, Any]) -> None:
         """Take back :meth:`host_state` output."""
         super().restore_host_state(host)
         self.num_rounds = int(host["num_rounds"])
         self.online_steps = int(host["online_steps"])
+        self.last_discriminator_metrics = {name: jnp.asarray(value, jnp.float32)
+                                           for name, value in host.get("discriminator_metrics", {}).items()}
 
     def close(self) -> None:
         """Close every env."""
