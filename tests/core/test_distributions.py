@@ -222,3 +222,25 @@ def test_kl_divergence_matches_hand_computed_values(backend: str) -> None:
     assert float(kl_divergence(first, second)[0]) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(TypeError):
         kl_divergence(p, first)
+
+
+def test_squashed_sample_with_log_prob_matches_log_prob_and_survives_saturation() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    from hybridrl.core.distributions import DiagGaussian
+
+    key = jax.random.key(0)
+    moderate = DiagGaussian(mean=jnp.array([[0.3, -0.5]]), log_std=jnp.array([[-0.5, -1.0]]), squash=True)
+    action, log_prob = moderate.sample_with_log_prob(key)
+    np.testing.assert_allclose(log_prob, moderate.log_prob(action), rtol=1e-4, atol=1e-4)
+    # A mean of 10 with a tiny std: tanh rounds to 1, so log_prob(action) can no longer recover the
+    # sample; the pre-squash form stays the Gaussian density minus an exact Jacobian term.
+    saturated = DiagGaussian(mean=jnp.array([[10.0]]), log_std=jnp.array([[-5.0]]), squash=True)
+    _, log_prob = saturated.sample_with_log_prob(key)
+    noise = jax.random.normal(key, (1, 1))
+    pre_squash = 10.0 + np.exp(-5.0) * float(noise[0, 0])
+    expected = (-0.5 * float(noise[0, 0]) ** 2 + 5.0 - 0.5 * np.log(2 * np.pi)
+                - np.log(4.0) + 2 * pre_squash + 2 * np.log1p(np.exp(-2 * pre_squash)))
+    np.testing.assert_allclose(float(log_prob[0]), expected, rtol=1e-5)
+    assert float(saturated.log_prob(jnp.tanh(jnp.array([[pre_squash]])))[0]) < float(log_prob[0]) - 1000

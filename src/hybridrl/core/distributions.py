@@ -55,6 +55,22 @@ class DiagGaussian:
         """An action drawn with a numpy generator (float32 standard-normal noise), for host rollouts."""
         return self.sample_from_noise(rng.standard_normal(self.noise_shape(), dtype=np.float32))
 
+    def sample_with_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A reparameterised sample and its log-density, computed from the pre-squash value.
+
+        For squashed distributions prefer this to ``log_prob(sample(key))``: recovering the
+        pre-squash value with ``arctanh`` fails once ``tanh`` rounds to +-1 in float32, which turns
+        a likely action into a hugely unlikely one (and SAC's entropy term into an outlier).
+        ``log(1 - tanh(u)^2)`` is evaluated as ``2 (log 2 - u - softplus(-2u))``, exact for any ``u``.
+        """
+        noise = jax.random.normal(key, self.mean.shape, dtype=self.mean.dtype)
+        pre_squash = self.mean + jnp.exp(self.log_std) * noise
+        log_prob = _gaussian_log_prob(jnp, pre_squash, self.mean, self.log_std)
+        if not self.squash:
+            return pre_squash, log_prob
+        log_det = jnp.sum(2.0 * (jnp.log(2.0) - pre_squash - jax.nn.softplus(-2.0 * pre_squash)), axis=-1)
+        return jnp.tanh(pre_squash), log_prob - log_det
+
     def log_prob(self, action: Array) -> Array:
         """Log-density of ``action`` summed over action dimensions."""
         xp = array_module(self.mean)

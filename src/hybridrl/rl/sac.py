@@ -242,8 +242,7 @@ def critic_loss(critic_params: Any, params: dict[str, Any], batch: TransitionBat
                 networks: SACNetworks, settings: SACSettings) -> tuple[jax.Array, Metrics]:
     """Squared TD error of both Q members against the soft, clipped double-Q target."""
     next_distribution = _actor_distribution(networks, params["actor"], batch.next_observations)
-    next_actions = next_distribution.sample(key)
-    next_log_probs = next_distribution.log_prob(next_actions)
+    next_actions, next_log_probs = next_distribution.sample_with_log_prob(key)
     next_q = cast(jax.Array, networks.critic.apply({"params": params["target_critic"]}, batch.next_observations,
                                                    next_actions))
     alpha = jnp.exp(params["log_alpha"])
@@ -258,8 +257,7 @@ def actor_loss(actor_params: Any, params: dict[str, Any], batch: TransitionBatch
                networks: SACNetworks) -> tuple[jax.Array, jax.Array]:
     """``E[alpha log pi(a|s) - min_j Q_j(s, a)]`` with reparameterised ``a``; aux: the log-probs."""
     distribution = _actor_distribution(networks, actor_params, batch.observations)
-    actions = distribution.sample(key)
-    log_probs = distribution.log_prob(actions)
+    actions, log_probs = distribution.sample_with_log_prob(key)
     q_values = cast(jax.Array, networks.critic.apply({"params": params["critic"]}, batch.observations, actions))
     alpha = jax.lax.stop_gradient(jnp.exp(params["log_alpha"]))
     return (alpha * log_probs - jnp.min(q_values, axis=0)).mean(), log_probs
