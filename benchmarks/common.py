@@ -125,3 +125,15 @@ def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...
     saved = save_records(name, spec, keep, extra_metrics)
     print(f"{name}: {restored} runs restored from records, {len(summary.failed)} failed, {saved} recorded")
     return spec
+
+
+def iqm_summary(values: Any) -> dict[str, Any]:
+    """Mean, IQM and the IQM's 95% bootstrap interval of per-seed scores, with the values themselves."""
+    import numpy as np
+
+    from hybridrl.experiments.statistics import interquartile_mean, interval_estimate
+
+    scores = np.asarray(values, dtype=np.float64)
+    iqm = interval_estimate(scores, interquartile_mean)
+    return {"mean": float(scores.mean()), "iqm": iqm.estimate, "iqm_low": iqm.lower, "iqm_high": iqm.upper,
+            "seeds": len(scores), "values": [round(float(v), 2) for v in scores]}

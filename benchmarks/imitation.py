@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, write_result
+from common import RESULTS_DIR, iqm_summary, peak_memory_mb, recorded_sweep, write_result
 
 NAME = "imitation"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -93,16 +93,6 @@ def _curve(run_dir: Path, key: str = "eval/normalized_score") -> tuple[np.ndarra
             np.asarray([line[key] for line in lines], dtype=np.float64))
 
 
-def _interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, IQM and the IQM's 95% bootstrap interval of per-seed scores."""
-    from hybridrl.experiments.statistics import interquartile_mean, interval_estimate
-
-    scores = np.asarray(values, dtype=np.float64)
-    iqm = interval_estimate(scores, interquartile_mean)
-    return {"mean": float(scores.mean()), "iqm": iqm.estimate, "iqm_low": iqm.lower, "iqm_high": iqm.upper,
-            "seeds": len(scores), "values": [round(float(v), 2) for v in scores]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["dmc:walker-walk"])
@@ -155,7 +145,7 @@ def main() -> None:
             wall.setdefault(run.algorithm, []).append(float(final.get("wall_time_s", 0.0)))
             if run.algorithm != "bc":
                 curves.setdefault(setting, {}).setdefault(run.algorithm, []).append(_curve(run.run_dir))
-    summary = {setting: {method: {kind: _interval(values) for kind, values in entry.items() if values}
+    summary = {setting: {method: {kind: iqm_summary(values) for kind, values in entry.items() if values}
                          for method, entry in methods.items()} for setting, methods in table.items()}
     report = write_report(summary, curves, RESULTS_DIR / NAME / "report", arguments)
     write_result(NAME, list(range(arguments.seeds)), {

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, write_result
+from common import RESULTS_DIR, iqm_summary, peak_memory_mb, recorded_sweep, write_result
 
 NAME = "uni_o4"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -74,16 +74,6 @@ def _curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     lines = [line for line in read_metrics(run_dir) if "eval/return_mean" in line]
     return (np.asarray([line["step"] for line in lines], dtype=np.float64),
             np.asarray([line["eval/return_mean"] for line in lines], dtype=np.float64))
-
-
-def _interval(values: Sequence[float]) -> dict[str, float]:
-    """Mean, IQM and the IQM's 95% bootstrap interval of one task's per-seed scores."""
-    from hybridrl.experiments.statistics import interquartile_mean, interval_estimate
-
-    scores = np.asarray(values, dtype=np.float64)
-    iqm = interval_estimate(scores, interquartile_mean)
-    return {"mean": float(scores.mean()), "iqm": iqm.estimate, "iqm_low": iqm.lower, "iqm_high": iqm.upper,
-            "seeds": len(scores), "values": [round(float(v), 2) for v in scores]}
 
 
 def main() -> None:
@@ -141,7 +131,7 @@ def main() -> None:
                 scores = _normalize(np.concatenate([[np.nan], returns]), references[dataset])
                 curves.setdefault(dataset, {}).setdefault("ppo", []).append((np.concatenate([[0.0], steps]), scores))
 
-    offline_table = {dataset: {method: _interval(values) for method, values in methods.items()}
+    offline_table = {dataset: {method: iqm_summary(values) for method, values in methods.items()}
                      for dataset, methods in offline_scores.items()}
     online_table = {dataset: _online_summary(methods) for dataset, methods in curves.items()}
     report = write_report(offline_table, online_table, curves, RESULTS_DIR / NAME / "report", arguments)
@@ -181,9 +171,9 @@ def _online_summary(methods: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> 
             lowest.append(float(np.min(scores[first_quarter])) if first_quarter.any() else float("nan"))
             final.append(float(scores[valid][-1]))
             auc.append(area_under_curve(steps[valid], scores[valid]))
-        summary[method] = {"start": _interval(start) if not np.isnan(start).any() else None,
-                           "lowest_in_first_quarter": _interval(lowest) if not np.isnan(lowest).any() else None,
-                           "final": _interval(final), "auc": _interval(auc)}
+        summary[method] = {"start": iqm_summary(start) if not np.isnan(start).any() else None,
+                           "lowest_in_first_quarter": iqm_summary(lowest) if not np.isnan(lowest).any() else None,
+                           "final": iqm_summary(final), "auc": iqm_summary(auc)}
     return summary
 
 

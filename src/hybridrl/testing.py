@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,32 @@ def assert_trees_equal(left: Any, right: Any) -> None:
         a, b = np.asarray(left_leaf), np.asarray(right_leaf)
         assert a.dtype == b.dtype, f"dtypes differ: {a.dtype} vs {b.dtype}"
         np.testing.assert_array_equal(a, b)
+
+
+def pause_then_resume(make_trainer: Callable[[], Any], stop_at_step: int,
+                      after_pause: Callable[[Any], None] | None = None,
+                      after_load: Callable[[Any], None] | None = None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Train a fresh trainer until it pauses at its first checkpoint at or after ``stop_at_step``,
+    then reload that checkpoint into another fresh trainer and train it to the end.
+
+    :param make_trainer: builds a trainer of the run directory (whose ``config.json`` is written).
+    :param after_pause: called with the paused trainer before it is closed.
+    :param after_load: called with the reloaded trainer before it trains on.
+    :returns: the paused run's result, the resumed trainer (closed, its state kept) and its final result.
+    """
+    trainer = make_trainer()
+    try:
+        paused = trainer.train(stop_at_step=stop_at_step)
+        if after_pause is not None:
+            after_pause(trainer)
+    finally:
+        trainer.close()
+    resumed = make_trainer()
+    try:
+        resumed.load_checkpoint(Path(trainer.run_dir) / "checkpoint.ckpt")
+        if after_load is not None:
+            after_load(resumed)
+        final = resumed.train()
+    finally:
+        resumed.close()
+    return paused, resumed, final

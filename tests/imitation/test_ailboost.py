@@ -24,7 +24,7 @@ from hybridrl.data.minari_format import HYBRIDRL_NAMESPACE
 from hybridrl.data.validation import DatasetError
 from hybridrl.imitation import ailboost
 from hybridrl.imitation.ailboost import AILBoostConfig, AILBoostTrainer, LearnerStore, draw_learners
-from hybridrl.testing import assert_trees_equal, metrics_without_timing
+from hybridrl.testing import assert_trees_equal, metrics_without_timing, pause_then_resume
 
 SPEC = get_algorithm("ailboost")
 PENDULUM_DEMOS = f"{HYBRIDRL_NAMESPACE}/{demos_id('Pendulum-v1')}"
@@ -198,19 +198,13 @@ def test_paused_and_reloaded_run_equals_uninterrupted(ailboost_run: RecordedRun,
     whole = ailboost_run.trainer
     config = smoke_config()
     runs.write_run_config(tmp_path, SPEC, config)
-    trainer = AILBoostTrainer(config, tmp_path)
-    try:
-        paused = trainer.train(stop_at_step=500)  # after round 1, before round 2
-    finally:
-        trainer.close()
+
+    def reloaded(trainer: AILBoostTrainer) -> None:
+        assert (trainer.num_rounds, trainer.online_steps) == (1, 400)
+
+    # Paused after round 1, before round 2.
+    paused, resumed, final = pause_then_resume(lambda: AILBoostTrainer(config, tmp_path), 500, after_load=reloaded)
     assert paused == {"step": 500, "paused": True}
-    resumed = AILBoostTrainer(config, tmp_path)
-    try:
-        resumed.load_checkpoint(tmp_path / "checkpoint.ckpt")
-        assert (resumed.num_rounds, resumed.online_steps) == (1, 400)
-        final = resumed.train()
-    finally:
-        resumed.close()
     assert_trees_equal(jax.device_get(resumed.state.params), jax.device_get(whole.state.params))
     assert_trees_equal(jax.device_get(resumed.discriminator_state), jax.device_get(whole.discriminator_state))
     assert_trees_equal(resumed.learners.params, whole.learners.params)

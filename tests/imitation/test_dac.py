@@ -19,7 +19,7 @@ from hybridrl.data.demos import demos_id
 from hybridrl.data.minari_format import HYBRIDRL_NAMESPACE
 from hybridrl.data.validation import DatasetError
 from hybridrl.imitation.dac import DACConfig, DACTrainer
-from hybridrl.testing import assert_trees_equal, metrics_without_timing
+from hybridrl.testing import assert_trees_equal, metrics_without_timing, pause_then_resume
 
 SPEC = get_algorithm("dac")
 PENDULUM_DEMOS = f"{HYBRIDRL_NAMESPACE}/{demos_id('Pendulum-v1')}"
@@ -133,18 +133,9 @@ def test_paused_and_reloaded_run_equals_uninterrupted(dac_runs: dict[str, Record
     whole = dac_runs["stale"].trainer
     config = smoke_config(reward_mode="stale")
     runs.write_run_config(tmp_path, SPEC, config)
-    trainer = DACTrainer(config, tmp_path)
-    try:
-        paused = trainer.train(stop_at_step=501)  # mid-episode, after 100 updates: pauses at 502
-    finally:
-        trainer.close()
+    # Mid-episode, after 100 updates: pauses at 502.
+    paused, resumed, final = pause_then_resume(lambda: DACTrainer(config, tmp_path), 501)
     assert paused == {"step": 502, "paused": True}
-    resumed = DACTrainer(config, tmp_path)
-    try:
-        resumed.load_checkpoint(tmp_path / "checkpoint.ckpt")
-        final = resumed.train()
-    finally:
-        resumed.close()
     assert_trees_equal(jax.device_get(resumed.state.params), jax.device_get(whole.state.params))
     assert_trees_equal(jax.device_get(resumed.checkpoint_state()), jax.device_get(whole.checkpoint_state()))
     assert metrics_without_timing(tmp_path) == metrics_without_timing(dac_runs["stale"].result.run_dir)

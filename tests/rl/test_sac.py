@@ -30,7 +30,7 @@ from hybridrl.rl.sac import (
     make_sac_networks,
     sac_settings,
 )
-from hybridrl.testing import assert_trees_equal, metrics_without_timing
+from hybridrl.testing import assert_trees_equal, metrics_without_timing, pause_then_resume
 
 SPEC = get_algorithm("sac")
 # Pendulum-v1's sizes and the smoke preset's widths: the eager initialisation compiles once for the file.
@@ -200,25 +200,20 @@ def test_cli_train_writes_a_finished_run(cli_run: Path) -> None:
 def test_paused_and_reloaded_run_equals_uninterrupted(cli_run: Path, tmp_path: Path) -> None:
     config = smoke_config(log_interval=150)
     runs.write_run_config(tmp_path, SPEC, config)
-    trainer = SACTrainer(config, tmp_path)
-    try:
-        # Mid-episode (Pendulum's episodes are 200 steps), after learning started, between two logs
-        # and with the first episode's return not logged yet.
-        paused = trainer.train(stop_at_step=250)
-        assert trainer.finished_returns
-    finally:
-        trainer.close()
-    assert paused == {"step": 250, "paused": True}
 
-    resumed = SACTrainer(config, tmp_path)
-    try:
-        resumed.load_checkpoint(tmp_path / "checkpoint.ckpt")
-        assert resumed.global_step == 250
-        final = resumed.train()
-        state = jax.device_get(resumed.checkpoint_state())
-        host = resumed.host_state()
-    finally:
-        resumed.close()
+    def paused_with_unlogged_return(trainer: SACTrainer) -> None:
+        assert trainer.finished_returns
+
+    def reloaded(trainer: SACTrainer) -> None:
+        assert trainer.global_step == 250
+
+    # Mid-episode (Pendulum's episodes are 200 steps), after learning started, between two logs
+    # and with the first episode's return not logged yet.
+    paused, resumed, final = pause_then_resume(lambda: SACTrainer(config, tmp_path), 250,
+                                               after_pause=paused_with_unlogged_return, after_load=reloaded)
+    assert paused == {"step": 250, "paused": True}
+    state = jax.device_get(resumed.checkpoint_state())
+    host = resumed.host_state()
     whole, whole_host, _, _ = load_checkpoint(cli_run / "checkpoint.ckpt", algorithm="sac", template=state)
     assert_trees_equal(jax.device_get(whole["sac"]), state["sac"])
     assert_trees_equal(jax.device_get(whole["replay"]), state["replay"])
