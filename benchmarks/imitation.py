@@ -8,8 +8,8 @@ methods with each other, not with the paper's values.
 
 Steps:
 
-1. **Expert**: SAC (`cpu` preset, true reward, action repeat 2) for `--expert-steps` agent steps in
-   benchmarks/runs/experts/ (kept across invocations; retrained on a new machine).
+1. **Expert**: SAC (`cpu` preset, true reward, action repeat 2) for ``EXPERT_STEPS`` agent steps in
+   benchmarks/runs/experts/ (kept across invocations; retrained on a new machine, about 20 minutes).
 2. **Demonstrations**: 10 mean-action episodes of the expert (`hybridrl data demos ENV --run-dir
    EXPERT --episodes 10`); their mean return is the expert reference (100), uniform random actions
    the random one (0).
@@ -158,14 +158,15 @@ def main() -> None:
 
 
 def _sweep(name: str, mapping: dict[str, Any], keep: tuple[str, ...], workers: int, run: bool) -> Any:
-    """Run (or, with ``run`` false, only load and restore) a recorded sweep."""
+    """Run a recorded sweep, or with ``run`` false only restore its records and record what finished."""
     if run:
         return recorded_sweep(name, mapping, keep=keep, workers=workers)
-    from common import restore_records
+    from common import restore_records, save_records
     from hybridrl.experiments.spec import load_sweep_spec
 
     spec = load_sweep_spec(mapping)
     restore_records(name, spec)
+    save_records(name, spec, keep)
     return spec
 
 
