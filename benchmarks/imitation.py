@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="agent steps of AILBoost and DAC")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
+    parser.add_argument("--only", choices=("adversarial", "bc"), default=None,
+                        help="run only these sweeps (the others are summarised as they are)")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
     experts = {env: ensure_expert_and_demos(env) for env in arguments.envs}
@@ -120,9 +122,11 @@ def main() -> None:
             "preset": arguments.preset, "seeds": arguments.seeds,
             "overrides": {"max_episodes": count, "normalize_states": False, "eval_episodes": 10},
         }
-        run = not arguments.report_only
-        sweeps.append((count, _sweep(f"{NAME}/adversarial-demos{count}", adversarial, keep, arguments.workers, run),
-                       _sweep(f"{NAME}/bc-demos{count}", bc, keep, arguments.workers, run)))
+        run = {kind: not arguments.report_only and arguments.only in (None, kind) for kind in ("adversarial", "bc")}
+        sweeps.append((count,
+                       _sweep(f"{NAME}/adversarial-demos{count}", adversarial, keep, arguments.workers,
+                              run["adversarial"]),
+                       _sweep(f"{NAME}/bc-demos{count}", bc, keep, arguments.workers, run["bc"])))
 
     from hybridrl.experiments.spec import expand_sweep
     from hybridrl.runs import is_finished
