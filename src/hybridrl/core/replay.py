@@ -14,7 +14,7 @@ picks a block by its mass, then a row uniformly inside it.
 from __future__ import annotations
 
 import functools
-from typing import cast
+from typing import SupportsFloat, cast
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +83,33 @@ def host_transitions(observations: np.ndarray, actions: np.ndarray, rewards: np.
     return TransitionBatch(*cast(list[jax.Array], columns))
 
 
+class TransitionStager:
+    """Preallocated host rows for transitions collected step by step before one device write."""
+
+    def __init__(self, rows: int, observation_dim: int, action_dim: int) -> None:
+        self.observations = np.zeros((rows, observation_dim), np.float32)
+        self.actions = np.zeros((rows, action_dim), np.float32)
+        self.rewards = np.zeros(rows, np.float32)
+        self.next_observations = np.zeros((rows, observation_dim), np.float32)
+        self.terminations = np.zeros(rows, np.float32)
+        self.truncations = np.zeros(rows, np.float32)
+
+    def put(self, row: int, observation: np.ndarray, action: np.ndarray, reward: SupportsFloat,
+            next_observation: np.ndarray, terminated: bool, truncated: bool) -> None:
+        """Write one transition into ``row``."""
+        self.observations[row] = observation
+        self.actions[row] = action
+        self.rewards[row] = float(reward)
+        self.next_observations[row] = next_observation
+        self.terminations[row] = terminated
+        self.truncations[row] = truncated
+
+    def take(self, count: int) -> TransitionBatch:
+        """Copies of the first ``count`` rows, ready for :func:`add_transitions` (the rows can be reused)."""
+        return host_transitions(self.observations[:count], self.actions[:count], self.rewards[:count],
+                                self.next_observations[:count], self.terminations[:count], self.truncations[:count])
+
+
 # --------------------------------------------------------------------------------------------
 # Block weights: the boosted mixture's occupancy
 # --------------------------------------------------------------------------------------------
@@ -113,5 +140,5 @@ def sample_blocks(key: jax.Array, log_weights: jax.Array, block_size: int, batch
     return blocks * block_size + jax.random.randint(row_key, (batch_size,), 0, block_size)
 
 
-__all__ = ["ReplayBuffer", "add_transitions", "host_transitions", "mixture_weights", "replay_add",
+__all__ = ["ReplayBuffer", "TransitionStager", "add_transitions", "host_transitions", "mixture_weights", "replay_add",
            "replay_buffer", "replay_sample", "sample_blocks"]

@@ -53,8 +53,7 @@ class _TrainedExpert:
         def act(observations: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
             if rng is None:
                 return np.asarray(trainer.act_deterministic(observations))
-            distribution = trainer.networks.actor.apply_numpy(trainer._host_actor, observations)
-            return np.asarray(trainer.scaler.to_env(distribution.sample_numpy(rng)))
+            return np.asarray(trainer.scaler.to_env(trainer.actor_actions(observations, rng=rng)))
 
         return act
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.evaluation import evaluate_policy
-from hybridrl.core.replay import ReplayBuffer, add_transitions, host_transitions, mixture_weights, sample_blocks
+from hybridrl.core.replay import ReplayBuffer, TransitionStager, add_transitions, mixture_weights, sample_blocks
 from hybridrl.core.seeding import Seeder
 from hybridrl.data.dataset import TransitionBatch, sample_transitions
 from hybridrl.envs.factory import make_env
@@ -56,8 +56,7 @@ from hybridrl.imitation.discriminator import (
     DiscriminatorState,
     discriminator_update,
 )
-
-Metrics = dict[str, jax.Array]
+from hybridrl.rl.sac import Metrics
 
 
 @dataclass
@@ -239,26 +238,15 @@ class AILBoostTrainer(AdversarialImitationTrainer):
     def collect(self, steps: int) -> TransitionBatch:
         """``steps`` steps of the current actor's stochastic policy from fresh episodes (counted as agent steps)."""
         rng = Seeder(self.config.seed).numpy(f"collect/{self.num_rounds}")
-        columns: dict[str, np.ndarray] = {
-            "observations": np.zeros((steps, self.observation_dim), np.float32),
-            "actions": np.zeros((steps, self.action_dim), np.float32),
-            "rewards": np.zeros(steps, np.float32),
-            "next_observations": np.zeros((steps, self.observation_dim), np.float32),
-            "terminations": np.zeros(steps, np.float32), "truncations": np.zeros(steps, np.float32)}
+        block = TransitionStager(steps, self.observation_dim, self.action_dim)
         observation, _ = self.collect_env.reset(seed=self.collect_seeds + self.num_rounds)
         for row in range(steps):
-            distribution = self.networks.actor.apply_numpy(self._host_actor, np.asarray(observation, np.float32)[None])
-            action = np.asarray(distribution.sample_numpy(rng))[0]
+            action = self.actor_actions(np.asarray(observation, np.float32)[None], rng=rng)[0]
             next_observation, reward, terminated, truncated, _ = self.collect_env.step(self.scaler.to_env(action))
-            columns["observations"][row] = observation
-            columns["actions"][row] = action
-            columns["rewards"][row] = reward
-            columns["next_observations"][row] = next_observation
-            columns["terminations"][row] = terminated
-            columns["truncations"][row] = truncated
+            block.put(row, observation, action, reward, next_observation, terminated, truncated)
             observation = self.collect_env.reset()[0] if terminated or truncated else next_observation
         self.global_step += steps
-        return host_transitions(**columns)
+        return block.take(steps)
 
     # -- online steps ---------------------------------------------------------------------------
 
@@ -292,7 +280,7 @@ class AILBoostTrainer(AdversarialImitationTrainer):
             actor = self.learners.learner(int(slots[slot_index]))
 
             def act(observations: np.ndarray, actor: Any = actor) -> np.ndarray:
-                return self.scaler.to_env(np.asarray(self.networks.actor.apply_numpy(actor, observations).mode()))
+                return self.scaler.to_env(self.actor_actions(observations, actor))
 
             result = evaluate_policy(self.eval_env, act, 1, self.eval_seed + episode)
             returns.append(result["eval/return_mean"])

@@ -45,7 +45,7 @@ from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead
-from hybridrl.core.replay import ReplayBuffer, add_transitions, host_transitions, replay_buffer, replay_sample
+from hybridrl.core.replay import ReplayBuffer, TransitionStager, add_transitions, replay_buffer, replay_sample
 from hybridrl.core.seeding import Seeder, generator_state, restore_generator
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.envs.factory import check_env_id, make_env
@@ -366,12 +366,7 @@ class SACTrainer:
         self.buffer = replay_buffer(config.replay_capacity, self.observation_dim, self.action_dim)
         self.rng = self.seeder.numpy("actions")
         # Host staging of the steps since the last learning call (flushed to the device buffer there).
-        chunk = config.steps_per_call
-        self.staged = {"observations": np.zeros((chunk, self.observation_dim), np.float32),
-                       "actions": np.zeros((chunk, self.action_dim), np.float32),
-                       "rewards": np.zeros(chunk, np.float32),
-                       "next_observations": np.zeros((chunk, self.observation_dim), np.float32),
-                       "terminations": np.zeros(chunk, np.float32), "truncations": np.zeros(chunk, np.float32)}
+        self.staged = TransitionStager(config.steps_per_call, self.observation_dim, self.action_dim)
         self.num_staged = 0
         self.global_step = 0
         self.num_updates = 0
@@ -386,17 +381,23 @@ class SACTrainer:
 
     # -- policy on the host --------------------------------------------------------------------
 
+    def actor_actions(self, observations: np.ndarray, actor_params: Any = None,
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions in [-1, 1] of an actor (default: the current one) for a batch of raw
+        observations: sampled with ``rng``, the mean action without."""
+        params = self._host_actor if actor_params is None else actor_params
+        distribution = self.networks.actor.apply_numpy(params, np.asarray(observations, np.float32))
+        return np.asarray(distribution.mode() if rng is None else distribution.sample_numpy(rng))
+
     def act_deterministic(self, observations: np.ndarray) -> np.ndarray:
-        """The mean action (in env units) for raw observations."""
-        distribution = self.networks.actor.apply_numpy(self._host_actor, np.asarray(observations, np.float32))
-        return self.scaler.to_env(np.asarray(distribution.mode()))
+        """The current actor's mean action (in env units) for raw observations."""
+        return self.scaler.to_env(self.actor_actions(observations))
 
     def act(self, observation: np.ndarray) -> np.ndarray:
         """The training action in [-1, 1]: uniform during warm-up, else an actor sample."""
         if self.global_step < self.config.learning_starts:
             return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
-        distribution = self.networks.actor.apply_numpy(self._host_actor, observation[None])
-        return np.asarray(distribution.sample_numpy(self.rng))[0]
+        return self.actor_actions(observation[None], rng=self.rng)[0]
 
     def refresh_host_actor(self) -> None:
         """Copy the actor's parameters to the host (after updates)."""
@@ -412,14 +413,7 @@ class SACTrainer:
         observation = np.asarray(self.observation, np.float32)
         action = self.act(observation)
         next_observation, reward, terminated, truncated, _ = self.env.step(self.scaler.to_env(action))
-        row = self.num_staged
-        staged = self.staged
-        staged["observations"][row] = observation
-        staged["actions"][row] = action
-        staged["rewards"][row] = reward
-        staged["next_observations"][row] = next_observation
-        staged["terminations"][row] = terminated
-        staged["truncations"][row] = truncated
+        self.staged.put(self.num_staged, observation, action, reward, next_observation, terminated, truncated)
         self.num_staged += 1
         self.global_step += 1
         self.episode_return += float(reward)
@@ -434,7 +428,7 @@ class SACTrainer:
         # collection steps): store what is staged so the run still ends at a boundary, with its
         # final evaluation and checkpoint.
         if call_complete or self.global_step >= self.config.total_steps:
-            self.store(host_transitions(**{name: array[: self.num_staged] for name, array in staged.items()}))
+            self.store(self.staged.take(self.num_staged))
             self.num_staged = 0
             if call_complete and self.global_step >= self.config.learning_starts:
                 self.learn(self.config.updates_per_call)
