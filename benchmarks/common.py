@@ -129,11 +129,8 @@ def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...
 
 def iqm_summary(values: Any) -> dict[str, Any]:
     """Mean, IQM and the IQM's 95% bootstrap interval of per-seed scores, with the values themselves."""
-    import numpy as np
+    from hybridrl.experiments.statistics import summarize_seeds
 
-    from hybridrl.experiments.statistics import interquartile_mean, interval_estimate
-
-    scores = np.asarray(values, dtype=np.float64)
-    iqm = interval_estimate(scores, interquartile_mean)
-    return {"mean": float(scores.mean()), "iqm": iqm.estimate, "iqm_low": iqm.lower, "iqm_high": iqm.upper,
-            "seeds": len(scores), "values": [round(float(v), 2) for v in scores]}
+    summary = summarize_seeds(values)
+    return {**{key: summary[key] for key in ("mean", "iqm", "iqm_low", "iqm_high", "seeds")},
+            "values": [round(value, 2) for value in summary["values"]]}

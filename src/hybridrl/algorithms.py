@@ -22,6 +22,7 @@ _ALGORITHM_MODULES: dict[str, str] = {
     "bc": "hybridrl.offline.bc",
     "dac": "hybridrl.imitation.dac",
     "iql": "hybridrl.offline.iql",
+    "mbo": "hybridrl.mbo.experiment",
     "ppo": "hybridrl.rl.ppo",
     "props": "hybridrl.rl.props",
     "sac": "hybridrl.rl.sac",
@@ -65,6 +66,10 @@ class AlgorithmSpec:
     :param task_presets: optional ``(preset, values) -> overrides``: per-task settings (e.g. the
         paper's table for the chosen environment) that sit between the preset and the user's
         overrides. ``values`` is the full config the preset and overrides give.
+    :param train_seeds: optional ``(configs, run_dirs, progress) -> finals``: trains runs that
+        differ only in their seed in one process with the seeds vmapped, resuming each from its
+        checkpoint, and returns each run's final metrics (:func:`hybridrl.runs.execute_seeds` writes
+        the run files around it).
     """
 
     name: str
@@ -73,6 +78,7 @@ class AlgorithmSpec:
     make_trainer: Callable[[Any, Path, bool], Trainer]
     summary: str
     task_presets: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] | None = None
+    train_seeds: Callable[..., list[dict[str, Any]]] | None = None
 
     def make_config(self, preset: str = "cpu", **overrides: Any) -> Any:
         """The config of ``preset`` with ``overrides`` applied and validated."""

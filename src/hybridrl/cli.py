@@ -7,6 +7,7 @@
     hybridrl eval RUN_DIR [--episodes N]
     hybridrl sweep SPEC.yaml | results DIR | report DIR
     hybridrl data info ID | list | make ID | demos ENV
+    hybridrl mbo run --task T --optimizer O --regularizer R --seeds N | tasks
 
 User errors (unknown env, bad option, missing run dir, corrupt checkpoint) print one message and
 exit with status 2, without a traceback.
@@ -33,6 +34,7 @@ commands:
   results DIR       collect every run under DIR into one table
   report DIR        write report.md and figures for the runs under DIR
   data COMMAND      offline datasets: info, list, make, demos (`hybridrl data --help`)
+  mbo COMMAND       offline model-based optimisation: run, tasks (`hybridrl mbo --help`)
 """
 
 
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[list[str]], int]] = {
         "train": _train, "resume": _resume, "eval": _eval,
         "sweep": _experiments("sweep_main"), "results": _experiments("results_main"),
-        "report": _experiments("report_main"), "data": _data,
+        "report": _experiments("report_main"), "data": _data, "mbo": _mbo,
     }
     if command not in commands:
         print(f"hybridrl: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
@@ -76,6 +78,12 @@ def _data(rest: list[str]) -> int:
     from hybridrl.data.cli import data_main
 
     return data_main(rest)
+
+
+def _mbo(rest: list[str]) -> int:
+    from hybridrl.mbo.cli import mbo_main
+
+    return mbo_main(rest)
 
 
 def _train(rest: list[str]) -> int:

@@ -118,12 +118,44 @@ def execute(spec: AlgorithmSpec, config: Any, run_dir: Path, progress: bool = Fa
         final.setdefault("wall_time_s", time.perf_counter() - started)
     finally:
         trainer.close()
-    final = {"algorithm": spec.name, "env": getattr(config, "env", None) or getattr(trainer, "env_id", None),
+    return _finish(spec, config, run_dir, final, getattr(trainer, "env_id", None))
+
+
+def _finish(spec: AlgorithmSpec, config: Any, run_dir: Path, final: dict[str, Any], env_id: str | None = None
+            ) -> RunResult:
+    final = {"algorithm": spec.name, "env": getattr(config, "env", None) or env_id,
              "seed": getattr(config, "seed", None), **final}
-    if hasattr(config, "dataset"):
-        final = {"dataset": config.dataset, **final}
+    for task_key in ("dataset", "task"):
+        if hasattr(config, task_key):
+            final = {task_key: getattr(config, task_key), **final}
     atomic_write_json(run_dir / FINAL_FILE, final)
     return RunResult(run_dir=run_dir, final=final)
+
+
+def execute_seeds(spec: AlgorithmSpec, configs: list[Any], run_dirs: list[Path], progress: bool = False
+                  ) -> list[RunResult]:
+    """Train runs that differ only in their seed in this process, seeds vmapped (``spec.train_seeds``).
+
+    Each run directory gets its config, checkpoints and ``final.json`` as with :func:`execute`;
+    finished runs are returned as they are, interrupted ones resume from their checkpoints.
+    """
+    if spec.train_seeds is None:
+        raise ConfigError(f"{spec.name} cannot train vmapped seeds; run one seed per process")
+    pending = []
+    for config, run_dir in zip(configs, run_dirs, strict=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / CONFIG_FILE).is_file():
+            write_run_config(run_dir, spec, config)
+        if not is_finished(run_dir):
+            pending.append((config, run_dir))
+    if pending:
+        started = time.perf_counter()
+        finals = spec.train_seeds([config for config, _ in pending], [run_dir for _, run_dir in pending], progress)
+        elapsed = time.perf_counter() - started
+        for (config, run_dir), final in zip(pending, finals, strict=True):
+            final.setdefault("wall_time_s", elapsed / len(pending))
+            _finish(spec, config, run_dir, final)
+    return [RunResult(run_dir=run_dir, final=json.loads((run_dir / FINAL_FILE).read_text())) for run_dir in run_dirs]
 
 
 def train(algorithm: str, preset: str = "cpu", run_dir: str | Path | None = None,

@@ -54,6 +54,11 @@ def save_checkpoint(path: str | Path, *, algorithm: str, step: int, state: Any,
     atomic_write_bytes(path, MAGIC + hashlib.sha256(payload).digest() + payload)
 
 
+def read_checkpoint_step(path: str | Path, *, algorithm: str) -> int:
+    """The step recorded in the checkpoint at ``path`` (checked like :func:`load_checkpoint`)."""
+    return int(_read_record(Path(path), algorithm)["step"])
+
+
 def load_checkpoint(path: str | Path, *, algorithm: str, template: Any
                     ) -> tuple[Any, dict[str, Any], dict[str, bytes], int]:
     """Read a checkpoint written by :func:`save_checkpoint`.
@@ -65,6 +70,16 @@ def load_checkpoint(path: str | Path, *, algorithm: str, template: Any
         fit ``template``.
     """
     path = Path(path)
+    record = _read_record(path, algorithm)
+    loaded = serialization.msgpack_restore(record["state"])
+    _check_structure(path, serialization.to_state_dict(jax.device_get(template)), loaded)
+    state = serialization.from_state_dict(template, loaded)
+    host_state = json.loads(record["host_state"])
+    return state, host_state, dict(record["blobs"]), int(record["step"])
+
+
+def _read_record(path: Path, algorithm: str) -> dict[str, Any]:
+    """The checkpoint's verified record (header, checksum, format and algorithm checked)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     raw = path.read_bytes()
@@ -87,11 +102,7 @@ def load_checkpoint(path: str | Path, *, algorithm: str, template: Any
     if record.get("algorithm") != algorithm:
         raise CheckpointError(f"{path} is a checkpoint of {record.get('algorithm')!r}, not {algorithm!r}; "
                               "point to a run of the same algorithm")
-    loaded = serialization.msgpack_restore(record["state"])
-    _check_structure(path, serialization.to_state_dict(jax.device_get(template)), loaded)
-    state = serialization.from_state_dict(template, loaded)
-    host_state = json.loads(record["host_state"])
-    return state, host_state, dict(record["blobs"]), int(record["step"])
+    return record
 
 
 def _check_structure(path: Path, expected: Any, loaded: Any, where: str = "") -> None:

@@ -28,6 +28,8 @@ _ACTIVATIONS: dict[str, tuple[Callable[[jax.Array], jax.Array], Callable[[np.nda
     "relu": (nn.relu, lambda x: np.maximum(x, 0.0)),
     "elu": (nn.elu, lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))),
     "silu": (nn.silu, lambda x: x / (1.0 + np.exp(-x))),
+    # Keras' default slope (0.3), the one Design-Bench's surrogates were trained with.
+    "leaky_relu": (lambda x: nn.leaky_relu(x, negative_slope=0.3), lambda x: np.where(x > 0, x, 0.3 * x)),
 }
 
 
@@ -55,7 +57,7 @@ class MLP(nn.Module):
 
     :param hidden_sizes: width of each hidden layer.
     :param output_size: width of the linear output layer; ``None`` returns the last hidden layer.
-    :param activation: ``"tanh"``, ``"relu"``, ``"elu"`` or ``"silu"``.
+    :param activation: ``"tanh"``, ``"relu"``, ``"elu"``, ``"silu"`` or ``"leaky_relu"`` (slope 0.3).
     :param hidden_gain: orthogonal-init gain of hidden layers.
     :param output_gain: orthogonal-init gain of the output layer.
     """

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -215,3 +216,15 @@ def area_under_curve(steps: ArrayLike, scores: ArrayLike) -> float:
     if span == 0:
         return float(score_values.mean())
     return float(np.trapezoid(score_values, step_values) / span)
+
+
+def summarize_seeds(values: ArrayLike, *, reps: int = 2000) -> dict[str, Any]:
+    """Mean ± std, IQM and the IQM's 95% stratified-bootstrap interval of one score over seeds.
+
+    :returns: ``{"mean", "std", "iqm", "iqm_low", "iqm_high", "seeds", "values"}``.
+    """
+    scores = np.asarray(values, dtype=np.float64)
+    iqm = interval_estimate(scores, interquartile_mean, reps=reps)
+    return {"mean": float(scores.mean()), "std": float(scores.std(ddof=1)) if scores.size > 1 else 0.0,
+            "iqm": iqm.estimate, "iqm_low": iqm.lower, "iqm_high": iqm.upper, "seeds": int(scores.size),
+            "values": [float(v) for v in scores]}

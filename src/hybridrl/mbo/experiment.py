@@ -1,0 +1,460 @@
+"""One offline model-based optimisation experiment: train surrogates, search, score with the oracle.
+
+The Design-Bench protocol, per seed (Trabucco et al. 2022; IGNITE's scripts):
+
+1. Encode the task's offline designs and z-score their scores (:mod:`hybridrl.mbo.surrogate`).
+2. Train the optimiser's surrogate(s) on the offline data, all but ``validation_size`` held-out
+   points, optionally with the IGNITE regulariser (:mod:`hybridrl.mbo.ignite`).
+3. Start from the top-``num_candidates`` (128) offline designs and search with the optimiser
+   (:mod:`hybridrl.mbo.optimizers`): gradient ascent on one model (``grad-ascent``), on the mean or
+   the minimum of an ensemble (``ens-mean``, ``ens-min``), on a conservative model (``coms``), or a
+   gradient-free evolutionary search on the surrogate (``evolution``).
+4. Score the decoded candidates with the oracle, normalise with the task's full-data min and max,
+   and report the 100th, 80th and 50th percentiles of the candidates' normalised scores (and, for
+   constrained tasks, the fraction of feasible candidates).
+
+Seeds are vmapped: :func:`train_seeds` trains the surrogates of several seeds (× ensemble members)
+in one compiled program, one run directory per seed. A run checkpoints every epoch and resumes
+from its last one. ``hybridrl train mbo --task tfbind8 --optimizer coms`` runs one seed;
+``hybridrl mbo run ... --seeds 8`` runs several and prints the protocol's table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybridrl.algorithms import AlgorithmSpec
+from hybridrl.core.checkpoint import load_checkpoint, read_checkpoint_step, save_checkpoint
+from hybridrl.core.logging import RunLogger
+from hybridrl.core.seeding import Seeder
+from hybridrl.errors import ConfigError
+from hybridrl.mbo.ignite import REGULARIZERS, IgniteSettings, Regularizer
+from hybridrl.mbo.optimizers import (
+    EvolutionSettings,
+    GradientAscentSettings,
+    aggregate_prediction,
+    evolutionary_search,
+    gradient_ascent,
+)
+from hybridrl.mbo.surrogate import (
+    DesignEncoder,
+    ScoreScaler,
+    SurrogateSettings,
+    SurrogateState,
+    init_surrogates,
+    predict_mean,
+    split_rows,
+    train_epoch,
+    validation_metrics,
+)
+from hybridrl.mbo.tasks import MBOTask, make_task, percentile_scores
+
+OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution"]
+OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution")
+
+CHECKPOINT_FILE = "checkpoint.ckpt"
+CANDIDATES_FILE = "candidates.npz"
+
+
+@dataclass(frozen=True)
+class MBOConfig:
+    """One offline MBO experiment (task × optimiser × regulariser × seed).
+
+    ``None`` fields take the optimiser's published setting: see :meth:`resolved`.
+    """
+
+    task: str = "tfbind8"
+    """the task (`hybridrl mbo tasks`): tfbind8[-factor], ehrlich-s/m, ackley20, levy20, styblinski-tang20"""
+    optimizer: str = "grad-ascent"
+    """grad-ascent, ens-mean, ens-min, coms or evolution"""
+    regularizer: str = "none"
+    """none, ignite (Lagrangian, dual ascent on lambda) or ignite2 (fixed penalty)"""
+    seed: int = 0
+    """seed of the training split, initialisation, shuffles and search"""
+    preset: str = "cpu"
+    """the preset this config started from (recorded for provenance)"""
+    num_candidates: int = 128
+    """designs proposed, starting from the top offline designs"""
+    hidden_size: int = 2048
+    """width of each of the surrogate's two hidden layers"""
+    epochs: int | None = None
+    """surrogate training epochs (None: 100; COMs 2)"""
+    batch_size: int = 128
+    """surrogate minibatch size"""
+    learning_rate: float = 3e-4
+    """surrogate Adam learning rate"""
+    validation_size: int = 200
+    """offline points held out for validation metrics"""
+    ensemble_size: int | None = None
+    """surrogates per seed (None: 5 for ens-mean/ens-min, else 1)"""
+    solver_steps: int | None = None
+    """gradient-ascent steps (None: 200; COMs 50)"""
+    solver_lr: float | None = None
+    """gradient-ascent step size, times sqrt(D) (None: 0.01; COMs 2.0)"""
+    coms_particle_steps: int = 50
+    """COMs: ascent steps that make the adversarial designs in training"""
+    evolution_generations: int = 50
+    """evolution: generations of 128 offspring"""
+    ignite_rho: float | None = None
+    """IGNITE rho (None: 0.05; IGNITE2 0.2)"""
+    ignite_epsilon: float = 0.1
+    """IGNITE epsilon, the bound on rho*||grad G|| (z-scored score scale)"""
+    ignite_multiplier_init: float | None = None
+    """IGNITE lambda_0 (None: 1e-3), or IGNITE2's fixed lambda (None: 0.01)"""
+    ignite_multiplier_lr: float = 1e-3
+    """IGNITE dual step size eta_lambda"""
+    ignite_clamp_multiplier: bool = True
+    """keep lambda >= 0 (the paper's Lagrangian); false = the released code's unclamped lambda"""
+    ignite_gradient: str = "exact"
+    """exact (JAX gradient of the gradient norm) or finite-difference (the released code)"""
+    ignite_radius: float | None = None
+    """finite-difference radius r (None: rho)"""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for impossible settings."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.regularizer not in REGULARIZERS:
+            raise ConfigError(f"unknown regularizer {self.regularizer!r}; choose one of {', '.join(REGULARIZERS)}")
+        for name in ("num_candidates", "hidden_size", "batch_size", "evolution_generations", "coms_particle_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("epochs", "ensemble_size", "solver_steps"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.validation_size < 0:
+            raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
+        self.ignite_settings()  # validates the regulariser's values
+
+    def resolved(self) -> MBOConfig:
+        """This config with every ``None`` replaced by the optimiser's published setting."""
+        coms = self.optimizer == "coms"
+        return replace(
+            self,
+            epochs=self.epochs if self.epochs is not None else (2 if coms else 100),
+            ensemble_size=self.ensemble_size if self.ensemble_size is not None
+            else (5 if self.optimizer in ("ens-mean", "ens-min") else 1),
+            solver_steps=self.solver_steps if self.solver_steps is not None else (50 if coms else 200),
+            solver_lr=self.solver_lr if self.solver_lr is not None else (2.0 if coms else 0.01),
+        )
+
+    def ignite_settings(self) -> IgniteSettings:
+        """The regulariser this config asks for."""
+        overrides: dict[str, Any] = {"epsilon": self.ignite_epsilon, "clamp_multiplier": self.ignite_clamp_multiplier,
+                                     "gradient": self.ignite_gradient}
+        if self.regularizer == "ignite":
+            overrides["multiplier_lr"] = self.ignite_multiplier_lr
+        if self.ignite_rho is not None:
+            overrides["rho"] = self.ignite_rho
+        if self.ignite_multiplier_init is not None:
+            overrides["multiplier_init"] = self.ignite_multiplier_init
+        settings = IgniteSettings.preset(self.regularizer, **overrides)  # type: ignore[arg-type]
+        radius = self.ignite_radius if self.ignite_radius is not None else settings.rho
+        return replace(settings, radius=radius)
+
+    def surrogate_settings(self) -> SurrogateSettings:
+        """The surrogate this config trains."""
+        resolved = self.resolved()
+        coms = self.optimizer == "coms"
+        assert resolved.epochs is not None and resolved.solver_lr is not None
+        return SurrogateSettings(
+            objective="coms" if coms else "nll", hidden_sizes=(self.hidden_size, self.hidden_size),
+            activation="relu" if coms else "leaky_relu", learning_rate=self.learning_rate,
+            batch_size=self.batch_size, epochs=resolved.epochs, validation_size=self.validation_size,
+            coms_particle_steps=self.coms_particle_steps, coms_particle_lr=resolved.solver_lr)
+
+
+#: Scale presets. ``paper``: the released scripts' sizes (2 × 2048 MLPs, 100 epochs; COMs 2).
+#: ``cpu``: 2 × 256 MLPs and 20 epochs (COMs 2), about a minute per run on 2 cores. ``smoke``: seconds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"hidden_size": 32, "epochs": 1, "solver_steps": 10, "coms_particle_steps": 5,
+              "evolution_generations": 4, "validation_size": 64},
+    "cpu": {"hidden_size": 256, "epochs": 20},
+    "paper": {},
+}
+
+
+# --- One group of seeds -----------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    task: MBOTask
+    encoder: DesignEncoder
+    scaler: ScoreScaler
+    z_all: jax.Array
+    y_all: jax.Array
+    start_designs: np.ndarray
+    start_z: jax.Array
+
+
+def _prepare(task: MBOTask, num_candidates: int) -> _Prepared:
+    if num_candidates > task.x.shape[0]:
+        raise ConfigError(f"num_candidates {num_candidates} exceeds the {task.x.shape[0]} offline designs of "
+                          f"{task.name}")
+    encoder = DesignEncoder.fit(task.x, task.kind, num_classes=task.num_classes, lower=task.lower, upper=task.upper)
+    scaler = ScoreScaler.fit(task.y)
+    top = np.argsort(-task.y, kind="stable")[:num_candidates]
+    z_all = encoder.encode(jnp.asarray(task.x))
+    return _Prepared(task=task, encoder=encoder, scaler=scaler, z_all=z_all,
+                     y_all=jnp.asarray(scaler.scale(task.y), jnp.float32),
+                     start_designs=task.x[top], start_z=z_all[top])
+
+
+class MBOGroup:
+    """Runs that differ only in their seed, trained together with the seeds vmapped.
+
+    :param configs: one config per run; all equal but for ``seed``.
+    :param run_dirs: one run directory per config.
+    :param progress: show a progress bar (of the first run).
+    """
+
+    def __init__(self, configs: Sequence[MBOConfig], run_dirs: Sequence[Path], progress: bool = False) -> None:
+        if not configs or len(configs) != len(run_dirs):
+            raise ConfigError("train_seeds needs one run directory per config, and at least one config")
+        base = replace(configs[0], seed=0)
+        if any(replace(config, seed=0) != base for config in configs):
+            raise ConfigError("runs trained together must differ only in their seed")
+        self.config = configs[0].resolved()
+        self.seeds = [config.seed for config in configs]
+        self.run_dirs = [Path(run_dir) for run_dir in run_dirs]
+        self.progress = progress
+        self.surrogate = self.config.surrogate_settings()
+        self.ignite = self.config.ignite_settings()
+        self.data = _prepare(make_task(self.config.task), self.config.num_candidates)
+        assert self.config.ensemble_size is not None
+        self.members = self.config.ensemble_size
+        self.epoch = 0
+        self.states = self._fresh_states()
+        self.train_rows, self.validation_rows = self._splits()
+        self.loggers: list[RunLogger] = []
+
+    # Per seed: (members) model keys, one split, one search key, one key per epoch.
+    def _fresh_states(self) -> SurrogateState:
+        keys = jnp.concatenate([jax.random.split(Seeder(seed).jax_key("surrogate"), self.members)
+                                for seed in self.seeds])
+        return init_surrogates(self.surrogate, self.ignite, keys, self.data.encoder.dim)
+
+    def _splits(self) -> tuple[jax.Array, jax.Array]:
+        train, validation = [], []
+        for seed in self.seeds:
+            rng = Seeder(seed).numpy("split")
+            for _ in range(self.members):
+                # Each ensemble member sees its own split: a bootstrap-like diversity of the data.
+                rows = split_rows(self.data.task.x.shape[0], self.config.validation_size, rng)
+                train.append(rows[0])
+                validation.append(rows[1])
+        return jnp.asarray(np.stack(train)), jnp.asarray(np.stack(validation))
+
+    def _epoch_keys(self, epoch: int) -> jax.Array:
+        return jnp.concatenate([jax.random.split(jax.random.fold_in(Seeder(seed).jax_key("epochs"), epoch),
+                                                 self.members) for seed in self.seeds])
+
+    # --- checkpoints: one per run directory, holding that seed's members ---
+
+    def _seed_slice(self, tree: Any, index: int) -> Any:
+        start = index * self.members
+        return jax.tree_util.tree_map(lambda leaf: leaf[start:start + self.members], tree)
+
+    def save_checkpoints(self) -> None:
+        """Write each seed's surrogates and epoch to its run directory, atomically."""
+        for index, run_dir in enumerate(self.run_dirs):
+            save_checkpoint(run_dir / CHECKPOINT_FILE, algorithm="mbo", step=self.epoch,
+                            state=self._seed_slice(self.states, index), host_state={"epoch": self.epoch})
+
+    def load_checkpoints(self) -> None:
+        """Resume every run from its checkpoint (all must be at the same epoch; :func:`train_seeds` groups them)."""
+        slices, epochs = [], []
+        for index, run_dir in enumerate(self.run_dirs):
+            state, host, _, _ = load_checkpoint(run_dir / CHECKPOINT_FILE, algorithm="mbo",
+                                                template=self._seed_slice(self.states, index))
+            slices.append(state)
+            epochs.append(int(host["epoch"]))
+        if len(set(epochs)) != 1:
+            raise ConfigError(f"runs resumed together are at different epochs {epochs}; resume them separately")
+        self.states = jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves), *slices)
+        self.epoch = epochs[0]
+
+    # --- training and search ---
+
+    def train(self, stop_at_step: int | None = None) -> list[dict[str, Any]]:
+        """Train the surrogates to the end (checkpointing every epoch), search, score; final metrics per run.
+
+        :param stop_at_step: pause after this epoch's checkpoint instead (returns empty metrics);
+            for resume tests.
+        """
+        assert self.config.epochs is not None
+        self.loggers = [RunLogger(run_dir, total_steps=self.config.epochs, start_step=self.epoch,
+                                  progress=self.progress and index == 0)
+                        for index, run_dir in enumerate(self.run_dirs)]
+        started = time.perf_counter()
+        try:
+            while self.epoch < self.config.epochs:
+                self.states, train_metrics = train_epoch(self.states, self.train_rows, self._epoch_keys(self.epoch),
+                                                         self.data.z_all, self.data.y_all, settings=self.surrogate,
+                                                         ignite=self.ignite)
+                self.epoch += 1
+                self._log_epoch(train_metrics)
+                self.save_checkpoints()
+                if stop_at_step is not None and self.epoch >= stop_at_step:
+                    return [{} for _ in self.run_dirs]
+            finals = self._search_and_score()
+        finally:
+            for logger in self.loggers:
+                logger.close()
+        elapsed = time.perf_counter() - started
+        return [{**final, "task": self.config.task, "wall_time_s": elapsed / len(finals)} for final in finals]
+
+    def _log_epoch(self, train_metrics: dict[str, jax.Array]) -> None:
+        metrics = {f"train/{name}": np.asarray(value) for name, value in train_metrics.items()}
+        if self.config.validation_size > 1:
+            validation = validation_metrics(self.states, self.validation_rows, self.data.z_all, self.data.y_all,
+                                            settings=self.surrogate)
+            metrics.update({f"validation/{name}": np.asarray(value) for name, value in validation.items()})
+        for index, logger in enumerate(self.loggers):
+            members = slice(index * self.members, (index + 1) * self.members)
+            logger.log(self.epoch, {name: float(np.mean(value[members])) for name, value in metrics.items()})
+
+    def _search_and_score(self) -> list[dict[str, Any]]:
+        finals = []
+        for index, (seed, run_dir) in enumerate(zip(self.seeds, self.run_dirs, strict=True)):
+            params = self._seed_slice(self.states, index).params
+            designs, predicted_curve = self._search(params, Seeder(seed).jax_key("search"))
+            final = self._score(designs, params, predicted_curve)
+            np.savez_compressed(run_dir / CANDIDATES_FILE, designs=np.asarray(designs),
+                                scores=np.asarray(self.data.task.oracle(np.asarray(designs))))
+            finals.append(final)
+        return finals
+
+    def _aggregation(self) -> Literal["single", "mean", "min"]:
+        return {"ens-mean": "mean", "ens-min": "min"}.get(self.config.optimizer, "single")  # type: ignore[return-value]
+
+    def _predict(self) -> Any:
+        model = self.surrogate.model()
+
+        def predict(params: Any, z: jax.Array) -> jax.Array:
+            return predict_mean(model, params, z)
+        return predict
+
+    def _search(self, params: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Candidates (designs) from the top offline designs, and the surrogate's score per search step."""
+        aggregation = self._aggregation()
+        # One model: drop the member axis (members = 1); ensembles keep it.
+        model_params = params if aggregation != "single" else jax.tree_util.tree_map(lambda leaf: leaf[0], params)
+        if self.config.optimizer == "evolution":
+            settings = EvolutionSettings(generations=self.config.evolution_generations,
+                                         offspring=self.config.num_candidates, aggregation=aggregation)
+            task = self.data.task
+            designs, curve = evolutionary_search(
+                self._predict(), model_params, jnp.asarray(self.data.start_designs), self.data.encoder.encode, key,
+                settings, num_classes=task.num_classes,
+                lower=None if task.lower is None else jnp.asarray(task.lower),
+                upper=None if task.upper is None else jnp.asarray(task.upper))
+            return designs, curve
+        assert self.config.solver_steps is not None and self.config.solver_lr is not None
+        ascent = GradientAscentSettings(steps=self.config.solver_steps, learning_rate=self.config.solver_lr,
+                                        aggregation=aggregation)
+        z, curve = gradient_ascent(self._predict(), model_params, self.data.start_z, ascent)
+        return self.data.encoder.decode(z), curve
+
+    def _score(self, designs: jax.Array, params: Any, predicted_curve: jax.Array) -> dict[str, Any]:
+        task = self.data.task
+        designs_np = np.asarray(designs)
+        normalized = task.normalize(task.oracle(designs_np))
+        aggregation = self._aggregation()
+        model_params = params if aggregation != "single" else jax.tree_util.tree_map(lambda leaf: leaf[0], params)
+        predicted_start = aggregate_prediction(self._predict(), model_params, self.data.start_z, aggregation)
+        predicted_end = aggregate_prediction(self._predict(), model_params, self.data.encoder.encode(designs),
+                                             aggregation)
+        final: dict[str, Any] = {f"score/{name}": value for name, value in percentile_scores(normalized).items()}
+        final.update({
+            "score/mean": float(np.mean(normalized)),
+            "score/offline_best": task.best_normalized,
+            "surrogate/predicted_start": float(jnp.mean(predicted_start)),
+            "surrogate/predicted_end": float(jnp.mean(predicted_end)),
+            "surrogate/predicted_curve_end": float(predicted_curve[-1]),
+            "candidates/unique": int(np.unique(designs_np.reshape(len(designs_np), -1), axis=0).shape[0]),
+        })
+        if task.feasibility is not None:
+            final["candidates/feasible_fraction"] = float(np.mean(task.feasibility(designs_np)))
+        return final
+
+
+def train_seeds(configs: Sequence[MBOConfig], run_dirs: Sequence[Path], progress: bool = False
+                ) -> list[dict[str, Any]]:
+    """Train runs that differ only in their seed, seeds vmapped; resume each from its checkpoint.
+
+    Runs whose checkpoints stopped at different epochs (an interruption between two runs' writes)
+    are resumed in separate groups. Returns each run's final metrics, in order.
+    """
+    by_epoch: dict[int, list[int]] = {}
+    for index, run_dir in enumerate(run_dirs):
+        by_epoch.setdefault(_checkpoint_epoch(Path(run_dir)), []).append(index)
+    finals: list[dict[str, Any]] = [{} for _ in configs]
+    for epoch, indices in sorted(by_epoch.items()):
+        group = MBOGroup([configs[i] for i in indices], [Path(run_dirs[i]) for i in indices], progress)
+        if epoch > 0:
+            group.load_checkpoints()
+        for index, final in zip(indices, group.train(), strict=True):
+            finals[index] = final
+    return finals
+
+
+def _checkpoint_epoch(run_dir: Path) -> int:
+    path = run_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        return 0
+    return read_checkpoint_step(path, algorithm="mbo")
+
+
+class MBOTrainer:
+    """One seed as a :class:`~hybridrl.algorithms.Trainer` (``hybridrl train mbo``)."""
+
+    def __init__(self, config: MBOConfig, run_dir: Path, progress: bool = False) -> None:
+        self.group = MBOGroup([config], [run_dir], progress)
+        self.run_dir = Path(run_dir)
+        self.final: dict[str, Any] = {}
+
+    def train(self, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Train, search and score; the final metrics (``stop_at_step``: pause after that epoch)."""
+        self.final = self.group.train(stop_at_step)[0]
+        return self.final
+
+    def save_checkpoint(self) -> Path:
+        """Write the surrogates and the epoch."""
+        self.group.save_checkpoints()
+        return self.group.run_dirs[0] / CHECKPOINT_FILE
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Resume from the run directory's checkpoint."""
+        self.group.load_checkpoints()
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """The candidates' scores (MBO has no episodes; ``episodes`` is ignored)."""
+        return {name: value for name, value in self.final.items() if name.startswith("score/")}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+ALGORITHM = AlgorithmSpec(
+    name="mbo",
+    config_cls=MBOConfig,
+    presets=PRESETS,
+    make_trainer=MBOTrainer,
+    summary="offline model-based optimisation (Design-Bench protocol), optionally with IGNITE",
+    train_seeds=train_seeds,
+)
+
+__all__ = ["ALGORITHM", "OPTIMIZERS", "MBOConfig", "MBOGroup", "MBOTrainer", "Regularizer", "train_seeds"]

@@ -1,0 +1,360 @@
+"""Search strategies of offline model-based optimisation: move designs uphill on a trained surrogate.
+
+Both searchers start from the designs the caller gives (the top-128 offline designs in the
+Design-Bench protocol) and only ever query the surrogate, never the oracle:
+
+* :func:`gradient_ascent` works on the *encoded* designs ``z`` (z-scored soft-one-hot logits for
+  discrete tasks, z-scored coordinates for continuous ones), as Design-Bench's gradient ascent and
+  COMs do;
+* :func:`evolutionary_search` works in *design* space (tokens, or points inside the box), for
+  discrete tasks with feasibility constraints (Ehrlich functions) where logit ascent leaves the
+  feasible set (a prototype of logit ascent on Ehrlich-S gave 0% feasible designs).
+
+The surrogate is any ``predict(params, z) -> (n,)`` function; with ``aggregation="mean"`` or
+``"min"`` the ``params`` carry a leading ensemble-member axis (the Ens-Mean and Ens-Min baselines).
+Both searchers are jitted, loop with :func:`jax.lax.scan` and make no host syncs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from hybridrl.errors import ConfigError
+
+#: ``(params of one model, z (n, D)) -> (n,)`` predicted (z-scored) score of each design.
+Predict = Callable[[Any, jax.Array], jax.Array]
+#: How an ensemble's predictions are combined: one model, or the mean / min over members.
+Aggregation = Literal["single", "mean", "min"]
+
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+
+
+def _check_aggregation(aggregation: str) -> None:
+    """Raise :class:`ConfigError` unless ``aggregation`` is one of :data:`AGGREGATIONS`."""
+    if aggregation not in AGGREGATIONS:
+        close = difflib.get_close_matches(str(aggregation), AGGREGATIONS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}.{hint}")
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_positive_float(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}.")
+
+
+def aggregate_prediction(predict: Predict, params: Any, z: jax.Array, aggregation: Aggregation) -> jax.Array:
+    """The surrogate's prediction for each design, combined over ensemble members.
+
+    ``"mean"`` is the mean over members, as the Ens-Mean baseline is described in the Design-Bench
+    paper. The original code (design-baselines ``gradient_ascent/__init__.py``, copied into
+    IGNITE) computes ``reduce_min`` for ``"mean"`` by mistake; we do not copy that bug.
+
+    :param predict: ``(params of one model, z) -> (n,)`` predictions.
+    :param params: one model's parameters for ``"single"``; for ``"mean"`` and ``"min"`` a pytree
+        whose leaves are stacked over members along a leading axis (e.g. from ``jax.vmap(init)``).
+    :param z: encoded designs, shape ``(n, D)``.
+    :param aggregation: ``"single"``, ``"mean"`` or ``"min"``.
+    :returns: ``(n,)`` aggregated predictions.
+    """
+    _check_aggregation(aggregation)
+    if aggregation == "single":
+        return predict(params, z)
+    per_member = jax.vmap(predict, in_axes=(0, None))(params, z)  # (members, n)
+    return jnp.mean(per_member, axis=0) if aggregation == "mean" else jnp.min(per_member, axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient ascent on the encoded designs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GradientAscentSettings:
+    """Hyper-parameters of :func:`gradient_ascent` (hashable: the jitted search is specialised on them).
+
+    The defaults are Design-Bench's gradient ascent as run by design-baselines and IGNITE
+    (``gradient_ascent_IGNITE/experiments.py``): 200 steps of ``0.01 * sqrt(D)``. COMs uses 50 steps
+    of ``2.0 * sqrt(D)`` with entropy coefficient 0 (``scripts/IGNITE/coms/*.py``), which is the
+    same plain ascent: ``GradientAscentSettings(steps=50, learning_rate=2.0)``.
+
+    :param steps: number of ascent steps (Design-Bench GA: 200; COMs: 50).
+    :param learning_rate: step size before scaling (GA: 0.01; COMs: 2.0).
+    :param scale_by_sqrt_dim: multiply the step size by ``sqrt(D)``, ``D`` the encoded design size
+        (design-baselines: ``solver_lr *= np.sqrt(np.prod(x.shape[1:]))``).
+    :param aggregation: ``"single"`` (GA), ``"mean"`` (Ens-Mean) or ``"min"`` (Ens-Min).
+    """
+
+    steps: int = 200
+    learning_rate: float = 0.01
+    scale_by_sqrt_dim: bool = True
+    aggregation: Aggregation = "single"
+
+    def __post_init__(self) -> None:
+        _check_positive_int("GradientAscentSettings.steps", self.steps)
+        _check_positive_float("GradientAscentSettings.learning_rate", self.learning_rate)
+        _check_aggregation(self.aggregation)
+
+
+def gradient_ascent(
+    predict: Predict, params: Any, z0: ArrayLike, settings: GradientAscentSettings
+) -> tuple[jax.Array, jax.Array]:
+    """Plain gradient ascent of the aggregated prediction, from each starting design independently.
+
+    Each step is ``z <- z + lr * d/dz sum_i f(z_i)`` with ``f`` the aggregated prediction and
+    ``lr = learning_rate * sqrt(D)`` (or ``learning_rate`` when ``scale_by_sqrt_dim`` is off). As in
+    design-baselines there is no optimiser state (no momentum, no Adam) and no clipping; the caller
+    decodes (argmax of logits) or clips to the box afterwards.
+
+    :param predict: ``(params of one model, z) -> (n,)``; must be hashable (a top-level function or
+        a bound ``flax`` method), as it is a static argument of the jitted search.
+    :param params: surrogate parameters (stacked over members for ``"mean"``/``"min"``).
+    :param z0: starting encoded designs, shape ``(n, D)``, floating point.
+    :param settings: see :class:`GradientAscentSettings`.
+    :returns: the final designs ``(n, D)`` and the mean aggregated prediction over the ``n``
+        designs after each step, shape ``(steps,)``; the last entry is the prediction of the
+        returned designs.
+    """
+    if not isinstance(settings, GradientAscentSettings):
+        raise ConfigError(f"settings must be a GradientAscentSettings, got {type(settings).__name__}.")
+    z0 = jnp.asarray(z0)
+    if z0.ndim < 2 or not jnp.issubdtype(z0.dtype, jnp.floating):
+        raise ConfigError(f"z0 must be floating point of shape (n, D), got {z0.dtype} {z0.shape}.")
+    return _gradient_ascent(predict, params, z0, settings)
+
+
+@functools.partial(jax.jit, static_argnames=("predict", "settings"))
+def _gradient_ascent(
+    predict: Predict, params: Any, z0: jax.Array, settings: GradientAscentSettings
+) -> tuple[jax.Array, jax.Array]:
+    dim = math.prod(z0.shape[1:])
+    learning_rate = settings.learning_rate * (math.sqrt(dim) if settings.scale_by_sqrt_dim else 1.0)
+
+    def mean_prediction(z: jax.Array) -> jax.Array:
+        return jnp.mean(aggregate_prediction(predict, params, z, settings.aggregation))
+
+    def total_prediction(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        predictions = aggregate_prediction(predict, params, z, settings.aggregation)
+        return jnp.sum(predictions), jnp.mean(predictions)
+
+    def step(z: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
+        gradient, mean_before = jax.grad(total_prediction, has_aux=True)(z)
+        return z + learning_rate * gradient, mean_before
+
+    z_final, means_before = jax.lax.scan(step, z0, None, length=settings.steps)
+    # The value at step t is computed for free while taking step t, i.e. *before* it; shift by one
+    # and add the final designs' prediction so entry t is the prediction after step t.
+    curve = jnp.concatenate([means_before[1:], mean_prediction(z_final)[None]])
+    return z_final, curve
+
+
+# ----------------------------------------------------------------------------------------------
+# Evolutionary search in design space
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvolutionSettings:
+    """Hyper-parameters of :func:`evolutionary_search` (hashable: the jitted search is specialised on them).
+
+    A plain (mu + lambda) genetic algorithm with tournament selection and mutation only, in the
+    spirit of holo's ``DiscreteEvolution`` (pytorch-holo), which the Ehrlich-function paper uses as
+    its baseline. The defaults are ours: ``offspring = 128`` matches the 128-candidate budget of
+    the Design-Bench protocol and ``generations = 50`` the COMs step count.
+
+    :param generations: number of generations.
+    :param offspring: children per generation (lambda); the population size (mu) is ``len(x0)``.
+    :param mutation_rate: discrete designs: probability that each token is resampled; ``None``
+        means ``1/L``. Whatever the rate, one uniformly chosen token of every child is always
+        mutated, so no child is a wasted copy of its parent.
+    :param mutation_scale: continuous designs: Gaussian noise std as a fraction of ``upper - lower``.
+    :param tournament_size: candidates drawn (with replacement) per tournament; 1 is uniform
+        parent selection.
+    :param aggregation: ``"single"``, ``"mean"`` or ``"min"`` over ensemble members.
+    """
+
+    generations: int = 50
+    offspring: int = 128
+    mutation_rate: float | None = None
+    mutation_scale: float = 0.05
+    tournament_size: int = 2
+    aggregation: Aggregation = "single"
+
+    def __post_init__(self) -> None:
+        _check_positive_int("EvolutionSettings.generations", self.generations)
+        _check_positive_int("EvolutionSettings.offspring", self.offspring)
+        _check_positive_int("EvolutionSettings.tournament_size", self.tournament_size)
+        if self.mutation_rate is not None:
+            _check_positive_float("EvolutionSettings.mutation_rate", self.mutation_rate)
+            if self.mutation_rate > 1:
+                raise ConfigError(
+                    f"EvolutionSettings.mutation_rate is a per-token probability in (0, 1], got {self.mutation_rate!r}."
+                )
+        _check_positive_float("EvolutionSettings.mutation_scale", self.mutation_scale)
+        _check_aggregation(self.aggregation)
+
+
+def evolutionary_search(
+    predict: Predict,
+    params: Any,
+    x0: ArrayLike,
+    encode: Callable[[jax.Array], jax.Array],
+    key: jax.Array,
+    settings: EvolutionSettings,
+    *,
+    num_classes: int | None = None,
+    lower: ArrayLike | None = None,
+    upper: ArrayLike | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Gradient-free (mu + lambda) search in design space, scored by the surrogate.
+
+    Each generation draws ``offspring`` parents by tournament on the surrogate score
+    ``aggregate_prediction(predict, params, encode(x))``, mutates them (discrete: each token is
+    resampled with probability ``mutation_rate`` to a *different* token, at least one per child;
+    continuous: Gaussian noise of std ``mutation_scale * (upper - lower)``, then clipped to the
+    box), scores the children and keeps the best ``n`` of parents and children (elitism: the best
+    score never decreases). Ties keep the lower index, parents first.
+
+    :param predict: ``(params of one model, z) -> (n,)``; hashable (static argument).
+    :param params: surrogate parameters (stacked over members for ``"mean"``/``"min"``).
+    :param x0: starting population: int ``(n, L)`` tokens in ``[0, num_classes)`` for discrete
+        designs, or float ``(n, d)`` inside ``[lower, upper]`` for continuous ones.
+    :param encode: designs -> encoded ``z`` the surrogate reads (one-hot logits, z-scoring);
+        hashable (static argument).
+    :param key: PRNG key of tournaments and mutations.
+    :param settings: see :class:`EvolutionSettings`.
+    :param num_classes: alphabet size of discrete designs (>= 2).
+    :param lower: lower bounds ``(d,)`` of continuous designs.
+    :param upper: upper bounds ``(d,)`` of continuous designs.
+    :returns: the final population ``(n, ...)`` sorted by predicted score, best first, as a JAX
+        array of ``x0``'s dtype, and the best predicted score after each generation, shape
+        ``(generations,)``. The population may hold duplicates (elitism lets a strong design's
+        copies crowd out others); deduplicate before spending oracle calls if that matters.
+    """
+    if not isinstance(settings, EvolutionSettings):
+        raise ConfigError(f"settings must be an EvolutionSettings, got {type(settings).__name__}.")
+    x0 = jnp.asarray(x0)  # numpy input: JAX's default dtypes (int32 / float32 unless x64 is on)
+    discrete = num_classes is not None
+    has_bounds = lower is not None or upper is not None
+    if discrete == has_bounds:
+        raise ConfigError(
+            "give exactly one of num_classes (discrete designs) or lower and upper (continuous designs)."
+        )
+    if x0.ndim != 2 or x0.shape[0] < 1:
+        raise ConfigError(f"x0 must have shape (n, L) or (n, d) with n >= 1, got {x0.shape}.")
+    if discrete:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        if not jnp.issubdtype(x0.dtype, jnp.integer):
+            raise ConfigError(f"discrete x0 must hold integer tokens, got dtype {x0.dtype}.")
+        return _evolve_discrete(predict, params, x0, encode, key, settings, num_classes)
+    if lower is None or upper is None:
+        raise ConfigError("continuous designs need both lower and upper bounds.")
+    if not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise ConfigError(f"continuous x0 must be floating point, got dtype {x0.dtype}.")
+    lower = jnp.asarray(lower, x0.dtype)
+    upper = jnp.asarray(upper, x0.dtype)
+    if lower.shape not in ((), x0.shape[1:]) or upper.shape not in ((), x0.shape[1:]):
+        raise ConfigError(
+            f"lower and upper must have shape {x0.shape[1:]} (one bound per coordinate), "
+            f"got {lower.shape} and {upper.shape}."
+        )
+    return _evolve_continuous(predict, params, x0, encode, key, settings, lower, upper)
+
+
+def _evolve(
+    score: Callable[[jax.Array], jax.Array],
+    mutate: Callable[[jax.Array, jax.Array], jax.Array],
+    x0: jax.Array,
+    key: jax.Array,
+    settings: EvolutionSettings,
+) -> tuple[jax.Array, jax.Array]:
+    """The (mu + lambda) loop shared by both design kinds; ``mutate(key, parents) -> children``."""
+    population_size = x0.shape[0]
+
+    def generation(
+        carry: tuple[jax.Array, jax.Array], generation_key: jax.Array
+    ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+        population, scores = carry
+        tournament_key, mutation_key = jax.random.split(generation_key)
+        entrants = jax.random.randint(
+            tournament_key, (settings.offspring, settings.tournament_size), 0, population_size
+        )
+        winners = jnp.take_along_axis(entrants, jnp.argmax(scores[entrants], axis=1)[:, None], axis=1)[:, 0]
+        children = mutate(mutation_key, population[winners])
+        pool = jnp.concatenate([population, children])
+        pool_scores = jnp.concatenate([scores, score(children)])
+        best_scores, best = jax.lax.top_k(pool_scores, population_size)  # sorted, best first
+        return (pool[best], best_scores), best_scores[0]
+
+    scores0 = score(x0)
+    order = jnp.argsort(-scores0, stable=True)
+    init = (x0[order], scores0[order])
+    (population, _), best_per_generation = jax.lax.scan(
+        generation, init, jax.random.split(key, settings.generations)
+    )
+    return population, best_per_generation
+
+
+@functools.partial(jax.jit, static_argnames=("predict", "encode", "settings", "num_classes"))
+def _evolve_discrete(
+    predict: Predict,
+    params: Any,
+    x0: jax.Array,
+    encode: Callable[[jax.Array], jax.Array],
+    key: jax.Array,
+    settings: EvolutionSettings,
+    num_classes: int,
+) -> tuple[jax.Array, jax.Array]:
+    length = x0.shape[1]
+    rate = 1.0 / length if settings.mutation_rate is None else settings.mutation_rate
+
+    def score(x: jax.Array) -> jax.Array:
+        return aggregate_prediction(predict, params, encode(x), settings.aggregation)
+
+    def mutate(mutation_key: jax.Array, parents: jax.Array) -> jax.Array:
+        mask_key, forced_key, shift_key = jax.random.split(mutation_key, 3)
+        mask = jax.random.bernoulli(mask_key, rate, parents.shape)
+        forced = jax.random.randint(forced_key, (parents.shape[0],), 0, length)
+        mask = mask | jax.nn.one_hot(forced, length, dtype=jnp.bool_)
+        # A shift in [1, V) modulo V lands uniformly on one of the V - 1 *other* tokens.
+        shift = jax.random.randint(shift_key, parents.shape, 1, num_classes, dtype=parents.dtype)
+        return jnp.where(mask, (parents + shift) % num_classes, parents)
+
+    return _evolve(score, mutate, x0, key, settings)
+
+
+@functools.partial(jax.jit, static_argnames=("predict", "encode", "settings"))
+def _evolve_continuous(
+    predict: Predict,
+    params: Any,
+    x0: jax.Array,
+    encode: Callable[[jax.Array], jax.Array],
+    key: jax.Array,
+    settings: EvolutionSettings,
+    lower: jax.Array,
+    upper: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    noise_std = settings.mutation_scale * (upper - lower)
+
+    def score(x: jax.Array) -> jax.Array:
+        return aggregate_prediction(predict, params, encode(x), settings.aggregation)
+
+    def mutate(mutation_key: jax.Array, parents: jax.Array) -> jax.Array:
+        noise = jax.random.normal(mutation_key, parents.shape, parents.dtype)
+        return jnp.clip(parents + noise_std * noise, lower, upper)
+
+    return _evolve(score, mutate, x0, key, settings)
