@@ -46,8 +46,8 @@ SPEC_KEYS = ("name", "output", "algorithm", "preset", "seeds", "overrides", "var
 DEFAULT_VARIANT = "default"
 
 #: What an algorithm's :class:`~hybridrl.algorithms.AlgorithmSpec` must offer for ``vmap_seeds``:
-#: ``train_seeds(configs, run_dirs) -> list[RunResult]``, training runs that differ only in their
-#: seed in one process with the seeds vmapped. No algorithm offers it yet; see ``docs/experiments.md``.
+#: ``train_seeds(configs, run_dirs, progress) -> finals``, training runs that differ only in their
+#: seed in one process with the seeds vmapped (``mbo`` does). See ``docs/experiments.md``.
 SEED_VMAP_ENTRY_POINT = "train_seeds"
 
 _PATH_SAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
@@ -70,8 +70,8 @@ class SweepSpec:
     :param preset: the preset every run starts from (``"smoke"``, ``"cpu"``, ``"paper"``).
     :param overrides: config fields set on every run.
     :param variants: variant name -> config fields; one axis of the grid (``{"default": {}}`` if none).
-    :param vmap_seeds: train the seeds of one configuration in one process, vmapped, where the
-        algorithm supports it (none does yet: setting it is an error).
+    :param vmap_seeds: train the seeds of one configuration in one process, vmapped (only for
+        algorithms that offer ``train_seeds``; setting it for others is an error).
     :param source: the YAML file the spec was read from, if any.
     """
 

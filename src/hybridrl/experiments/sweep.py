@@ -13,11 +13,11 @@ Backends:
 - ``ray``: the same runs as Ray tasks (one CPU each) on a local or remote Ray cluster; run
   directories must be on a file system every node sees.
 
-Seeds vmapped in one process (hook, not built): a spec may set ``vmap_seeds: true``; once an
-algorithm's :class:`~hybridrl.algorithms.AlgorithmSpec` offers ``train_seeds`` (see
-:data:`~hybridrl.experiments.spec.SEED_VMAP_ENTRY_POINT`), :func:`dispatch_units` is where runs
-that differ only in their seed become one unit of work for one worker. Today every unit is one run
-and :func:`~hybridrl.experiments.spec.load_sweep_spec` rejects ``vmap_seeds: true``.
+Seeds vmapped in one process: with ``vmap_seeds: true`` in the spec, runs that differ only in their
+seed become one unit of work (:func:`dispatch_units`) that one worker trains with the algorithm's
+``train_seeds`` (see :data:`~hybridrl.experiments.spec.SEED_VMAP_ENTRY_POINT`), one run directory
+per seed as usual; :func:`~hybridrl.experiments.spec.load_sweep_spec` rejects the key for
+algorithms that cannot.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any, Literal
 import yaml
 
 from hybridrl import runs as run_files
+from hybridrl.algorithms import get_algorithm
 from hybridrl.core.io import atomic_write_json, atomic_write_text
 from hybridrl.errors import ConfigError, HybridRLError
 from hybridrl.experiments.spec import (
@@ -225,21 +226,39 @@ def run_sweep(spec: SweepSpec, *, backend: Backend = "local", workers: int | Non
     if not to_run:
         return summary
     if backend == "local":
-        _run_local(to_run, workers or default_workers(), record)
+        _run_local(to_run, workers or default_workers(), record, spec.vmap_seeds)
     else:
-        _run_ray(to_run, workers, address, record)
+        _run_ray(to_run, workers, address, record, spec.vmap_seeds)
     return summary
 
 
-def dispatch_units(runs: Sequence[RunSpec]) -> list[RunSpec]:
-    """The units of work sent to workers, in order.
+def dispatch_units(runs: Sequence[RunSpec], vmap_seeds: bool = False) -> list[tuple[RunSpec, ...]]:
+    """The units of work sent to workers, in order: one run each, or with ``vmap_seeds`` the runs
+    that share algorithm, task and variant (they differ only in their seed) as one unit."""
+    if not vmap_seeds:
+        return [(run,) for run in runs]
+    units: dict[tuple[str, str, str], list[RunSpec]] = {}
+    for run in runs:
+        units.setdefault((run.algorithm, run.task, run.variant), []).append(run)
+    return [tuple(unit) for unit in units.values()]
 
-    Hook for seeds vmapped in one process: when an algorithm offers ``train_seeds`` and the spec
-    sets ``vmap_seeds``, runs sharing algorithm, task and variant become one unit here, and
-    :func:`execute_run` gains a sibling that trains such a unit with one ``train_seeds`` call.
-    Until then every run is its own unit.
-    """
-    return list(runs)
+
+def execute_unit(unit: tuple[RunSpec, ...]) -> list[RunOutcome]:
+    """Run a unit of :func:`dispatch_units`: one run (:func:`execute_run`) or seeds vmapped together."""
+    if len(unit) == 1:
+        return [execute_run(unit[0])]
+    started = time.perf_counter()
+    for run in unit:
+        _start_run_files(run)
+    try:
+        spec = get_algorithm(unit[0].algorithm)
+        results = run_files.execute_seeds(spec, [run.make_config() for run in unit], [run.run_dir for run in unit])
+    except Exception as error:
+        return [RunOutcome(run=run, status="failed", error=record_failure(run, error),
+                           wall_time_s=time.perf_counter() - started) for run in unit]
+    wall_time = (time.perf_counter() - started) / len(unit)
+    return [RunOutcome(run=run, status="finished", final=dict(result.final), wall_time_s=wall_time)
+            for run, result in zip(unit, results, strict=True)]
 
 
 # --- Workers ---------------------------------------------------------------------------------
@@ -283,12 +302,7 @@ def execute_run(run: RunSpec) -> RunOutcome:
     it resumes from its checkpoint next time).
     """
     started = time.perf_counter()
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    (run.run_dir / ERROR_FILE).unlink(missing_ok=True)
-    atomic_write_json(run.run_dir / SWEEP_RUN_FILE, {
-        "sweep": run.sweep, "algorithm": run.algorithm, "preset": run.preset, "task_key": run.task_key,
-        "task": run.task, "variant": run.variant, "seed": run.seed, "overrides": dict(run.overrides),
-    })
+    _start_run_files(run)
     try:
         result = run_files.train(run.algorithm, run.preset, run.run_dir, **run.overrides)
     except Exception as error:
@@ -296,6 +310,15 @@ def execute_run(run: RunSpec) -> RunOutcome:
         return RunOutcome(run=run, status="failed", error=message, wall_time_s=time.perf_counter() - started)
     return RunOutcome(run=run, status="finished", final=dict(result.final),
                       wall_time_s=time.perf_counter() - started)
+
+
+def _start_run_files(run: RunSpec) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / ERROR_FILE).unlink(missing_ok=True)
+    atomic_write_json(run.run_dir / SWEEP_RUN_FILE, {
+        "sweep": run.sweep, "algorithm": run.algorithm, "preset": run.preset, "task_key": run.task_key,
+        "task": run.task, "variant": run.variant, "seed": run.seed, "overrides": dict(run.overrides),
+    })
 
 
 def record_failure(run: RunSpec, error: BaseException, details: str | None = None) -> str:
@@ -337,37 +360,40 @@ class WorkerCrashedError(HybridRLError):
     """A worker process died (killed, out of memory, a crash in native code) while running a run."""
 
 
-def _run_local(runs: Sequence[RunSpec], workers: int, record: Callable[[RunOutcome], None]) -> None:
-    queue = deque(dispatch_units(runs))
+def _run_local(runs: Sequence[RunSpec], workers: int, record: Callable[[RunOutcome], None],
+               vmap_seeds: bool = False) -> None:
+    queue = deque(dispatch_units(runs, vmap_seeds))
     context = multiprocessing.get_context("spawn")
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=min(workers, len(runs)), mp_context=context,
+        return ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=context,
                                    initializer=configure_worker)
 
     pool = new_pool()
-    in_flight: dict[Future[RunOutcome], RunSpec] = {}
+    in_flight: dict[Future[list[RunOutcome]], tuple[RunSpec, ...]] = {}
     interrupted = True
     try:
         while queue or in_flight:
             # Submit no more than there are workers, so every future in flight is really running
             # and a crash can be attributed to the runs in flight.
             while queue and len(in_flight) < workers:
-                run = queue.popleft()
-                in_flight[pool.submit(execute_run, run)] = run
+                unit = queue.popleft()
+                in_flight[pool.submit(execute_unit, unit)] = unit
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             pool_broken = False
             for future in done:
-                run = in_flight.pop(future)
+                unit = in_flight.pop(future)
                 try:
-                    record(future.result())
+                    for outcome in future.result():
+                        record(outcome)
                 except BrokenProcessPool:
                     pool_broken = True
-                    in_flight[future] = run
+                    in_flight[future] = unit
                 except Exception as error:  # e.g. an outcome that cannot be sent back
-                    record(RunOutcome(run=run, status="failed", error=record_failure(run, error)))
+                    for run in unit:
+                        record(RunOutcome(run=run, status="failed", error=record_failure(run, error)))
             if pool_broken:
-                _record_crash(in_flight.values(), record)
+                _record_crash([run for unit in in_flight.values() for run in unit], record)
                 in_flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = new_pool()
@@ -393,7 +419,7 @@ def _record_crash(crashed: Iterable[RunSpec], record: Callable[[RunOutcome], Non
 
 
 def _run_ray(runs: Sequence[RunSpec], workers: int | None, address: str | None,
-             record: Callable[[RunOutcome], None]) -> None:
+             record: Callable[[RunOutcome], None], vmap_seeds: bool = False) -> None:
     try:
         import ray
     except ImportError as error:
@@ -415,28 +441,30 @@ def _run_ray(runs: Sequence[RunSpec], workers: int | None, address: str | None,
         logger.warning("Ray is already initialised in this process; using it and ignoring --address %s",
                        address)
     try:
-        remote_run = ray.remote(execute_run).options(
+        remote_run = ray.remote(execute_unit).options(
             num_cpus=1, max_retries=0,
             runtime_env={"env_vars": worker_environment()},
         )
-        queue = deque(dispatch_units(runs))
-        in_flight: dict[Any, RunSpec] = {}
-        limit = workers if workers is not None else len(runs)
+        queue = deque(dispatch_units(runs, vmap_seeds))
+        in_flight: dict[Any, tuple[RunSpec, ...]] = {}
+        limit = workers if workers is not None else len(queue)
         while queue or in_flight:
             while queue and len(in_flight) < limit:
-                run = queue.popleft()
-                in_flight[remote_run.remote(run)] = run
+                unit = queue.popleft()
+                in_flight[remote_run.remote(unit)] = unit
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for reference in done:
-                run = in_flight.pop(reference)
+                unit = in_flight.pop(reference)
                 try:
-                    record(ray.get(reference))
+                    for outcome in ray.get(reference):
+                        record(outcome)
                 except ray.exceptions.RayError as error:
-                    # The task itself never raises (execute_run records errors), so this is the
-                    # worker or node dying under the run.
+                    # The task itself never raises (execute_unit records errors), so this is the
+                    # worker or node dying under the runs.
                     crash = WorkerCrashedError(f"the Ray task running this run died: {error}")
-                    record(RunOutcome(run=run, status="failed",
-                                      error=record_failure(run, crash, details=str(error))))
+                    for run in unit:
+                        record(RunOutcome(run=run, status="failed",
+                                          error=record_failure(run, crash, details=str(error))))
     finally:
         if started_here:
             ray.shutdown()
