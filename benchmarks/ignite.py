@@ -1,0 +1,208 @@
+"""IGNITE on offline model-based optimisation: every (task, optimiser) with and without the
+regulariser, via the sweep machinery (seeds vmapped in one process per configuration).
+
+The paper's claim (Dao et al., NeurIPS 2024, abstract): the sharpness regulariser improves the
+base optimisers on most (task, optimiser) pairs, by up to 9.6% (the best case, not an average; how
+the percentage is computed is unverified, so we report both the absolute gain in normalised score
+and the relative gain). Our tasks are the offline-runnable suite of ``docs/mbo.md``: TF-Bind-8 (the
+Design-Bench task and two more factors), two Ehrlich functions and three 20-D continuous functions.
+
+Per (task, optimiser, regulariser): the 100th/80th/50th percentile normalised scores of the 128
+candidates, mean ± std and IQM [95% CI] over seeds. Per (task, optimiser): the gain of IGNITE over
+the base, absolute (points of normalised score) and relative ((IGNITE − base)/|base|). Per method:
+the mean rank over tasks (1 = best 100th-percentile mean on a task).
+
+    python benchmarks/ignite.py --seeds 8 [--tasks tfbind8 ...] [--optimizers grad-ascent ...]
+        [--regularizers none ignite] [--preset cpu] [--workers 1] [--report-only]
+
+Each task is one resumable sweep (``benchmarks/runs/ignite/<task>``) recorded in
+``benchmarks/results/ignite/<task>/runs/``; the summary is ``benchmarks/results/ignite.json`` and
+the report ``benchmarks/results/ignite/report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, restore_records, save_records, write_result
+
+NAME = "ignite"
+REPOSITORY = Path(__file__).resolve().parent.parent
+#: Cheap tasks first, so a partial sweep covers many tasks.
+TASKS = ("ackley20", "levy20", "styblinski-tang20", "ehrlich-s", "ehrlich-m", "tfbind8", "tfbind8-pou3f4_ref_r1",
+         "tfbind8-phox2b_ref_r1")
+OPTIMIZERS = ("grad-ascent", "evolution", "coms", "ens-mean", "ens-min")
+SCORES = ("score/p100", "score/p80", "score/p50")
+PAPER = {"claim": "IGNITE improves most (task, optimiser) pairs, up to +9.6% (best case)",
+         "source": "Dao et al. 2024 (arXiv 2503.04242), abstract; per-task tables not transcribed"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
+    parser.add_argument("--regularizers", nargs="+", default=["none", "ignite"])
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="configurations at once (each vmaps its seeds)")
+    parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
+    arguments = parser.parse_args()
+    os.chdir(REPOSITORY)
+
+    keep = ("validation/rank_correlation", "train/sharpness", "train/multiplier")
+    specs = []
+    for task in arguments.tasks:
+        mapping = {
+            "name": f"{NAME}-{task}", "output": f"benchmarks/runs/{NAME}/{task}", "algorithm": "mbo",
+            "task": [task], "preset": arguments.preset, "seeds": arguments.seeds, "vmap_seeds": True,
+            "variants": {f"{optimizer}_{regularizer}": {"optimizer": optimizer, "regularizer": regularizer}
+                         for optimizer in arguments.optimizers for regularizer in arguments.regularizers},
+        }
+        if arguments.report_only:
+            from hybridrl.experiments.spec import load_sweep_spec
+
+            spec = load_sweep_spec(mapping)
+            restore_records(f"{NAME}/{task}", spec)
+            save_records(f"{NAME}/{task}", spec, keep)
+        else:
+            spec = recorded_sweep(f"{NAME}/{task}", mapping, keep=keep, workers=arguments.workers)
+        specs.append(spec)
+
+    finals = collect(specs)
+    summary = summarize(finals)
+    report = write_report(summary, RESULTS_DIR / NAME / "report", arguments)
+    write_result(NAME, list(range(arguments.seeds)), {
+        "benchmark": NAME, "preset": arguments.preset, "tasks": arguments.tasks, "optimizers": arguments.optimizers,
+        "regularizers": arguments.regularizers, **summary,
+        "report": str(report.relative_to(REPOSITORY)), "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
+    })
+
+
+def collect(specs: list[Any]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(task, optimiser, regulariser) -> the final metrics of its finished seeds."""
+    from hybridrl.experiments.spec import expand_sweep
+    from hybridrl.runs import is_finished, read_run_config
+
+    finals: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for spec in specs:
+        for run in expand_sweep(spec):
+            if not is_finished(run.run_dir):
+                continue
+            _, config = read_run_config(run.run_dir)
+            final = json.loads((run.run_dir / "final.json").read_text())
+            finals.setdefault((config.task, config.optimizer, config.regularizer), []).append(final)
+    return finals
+
+
+def summarize(finals: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Scores per configuration, gains of each regulariser over the base, and mean ranks."""
+    from hybridrl.experiments.statistics import summarize_seeds
+
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for (task, optimizer, regularizer), runs in sorted(finals.items()):
+        entry: dict[str, Any] = {key: summarize_seeds([run[key] for run in runs]) for key in SCORES}
+        if "candidates/feasible_fraction" in runs[0]:
+            entry["feasible_fraction"] = summarize_seeds([run["candidates/feasible_fraction"] for run in runs])
+        entry["offline_best"] = runs[0]["score/offline_best"]
+        entry["mean_wall_time_s"] = float(np.mean([run.get("wall_time_s", 0.0) for run in runs]))
+        scores.setdefault(task, {})[f"{optimizer}/{regularizer}"] = entry
+
+    gains: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, methods in scores.items():
+        for method, entry in methods.items():
+            optimizer, regularizer = method.split("/")
+            base = methods.get(f"{optimizer}/none")
+            if regularizer == "none" or base is None:
+                continue
+            row = {}
+            for key in SCORES:
+                difference = entry[key]["mean"] - base[key]["mean"]
+                row[key] = {"absolute": difference,
+                            "relative": difference / abs(base[key]["mean"]) if base[key]["mean"] else None,
+                            "seeds": [entry[key]["seeds"], base[key]["seeds"]]}
+            gains.setdefault(task, {})[method] = row
+
+    ranks: dict[str, list[float]] = {}
+    for methods in scores.values():
+        names = list(methods)
+        means = np.asarray([methods[name]["score/p100"]["mean"] for name in names])
+        # Average ranks for ties, 1 = best.
+        order = (-means).argsort(kind="stable")
+        rank = np.empty(len(names))
+        rank[order] = np.arange(1, len(names) + 1)
+        for value in np.unique(means):
+            tied = means == value
+            rank[tied] = rank[tied].mean()
+        for name, value in zip(names, rank, strict=True):
+            ranks.setdefault(name, []).append(float(value))
+    mean_rank = {name: {"mean_rank": float(np.mean(values)), "tasks": len(values)} for name, values in ranks.items()}
+    return {"normalized_score": scores, "gain": gains, "rank": mean_rank}
+
+
+def write_report(summary: dict[str, Any], folder: Path, arguments: argparse.Namespace) -> Path:
+    """report.md: the score table, the gains, the mean ranks; gains.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scores, gains = summary["normalized_score"], summary["gain"]
+    lines = [f"# IGNITE on offline MBO at `{arguments.preset}` scale", "",
+             "Normalised score of the 128 candidates (Design-Bench: (y − y_min)/(y_max − y_min), full-data min/max); "
+             "100th percentile, mean ± std over seeds, then IQM [95% bootstrap CI]; `n` = seeds. Generated by "
+             "`python benchmarks/ignite.py`.", "",
+             "| task | D(best) | optimizer | regularizer | p100 mean ± std | p100 IQM [CI] | p80 | p50 | feasible "
+             "| n |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for task, methods in scores.items():
+        for method, entry in methods.items():
+            optimizer, regularizer = method.split("/")
+            p100 = entry["score/p100"]
+            feasible = entry.get("feasible_fraction")
+            lines.append(
+                f"| {task} | {entry['offline_best']:.3f} | {optimizer} | {regularizer} | "
+                f"{p100['mean']:.3f} ± {p100['std']:.3f} | {p100['iqm']:.3f} [{p100['iqm_low']:.3f}, "
+                f"{p100['iqm_high']:.3f}] | {entry['score/p80']['mean']:.3f} | {entry['score/p50']['mean']:.3f} | "
+                f"{'–' if feasible is None else format(feasible['mean'], '.2f')} | {p100['seeds']} |")
+    lines += ["", "## Gain over the base optimiser (100th percentile)", "",
+              "| task | optimizer + regularizer | absolute (points) | relative | p50 absolute |",
+              "|---|---|---|---|---|"]
+    labels, values = [], []
+    for task, methods in gains.items():
+        for method, row in methods.items():
+            p100 = row["score/p100"]
+            relative = "–" if p100["relative"] is None else f"{100 * p100['relative']:+.1f}%"
+            lines.append(f"| {task} | {method} | {100 * p100['absolute']:+.1f} | {relative} | "
+                         f"{100 * row['score/p50']['absolute']:+.1f} |")
+            labels.append(f"{task}\n{method}")
+            values.append(100 * p100["absolute"])
+    improved = sum(value > 0 for value in values)
+    lines += ["", f"IGNITE-style regularisers improved the 100th percentile on {improved} of {len(values)} pairs.", "",
+              "## Mean rank over tasks (100th percentile mean; 1 = best)", "", "| method | mean rank | tasks |",
+              "|---|---|---|"]
+    for method, entry in sorted(summary["rank"].items(), key=lambda item: item[1]["mean_rank"]):
+        lines.append(f"| {method} | {entry['mean_rank']:.2f} | {entry['tasks']} |")
+    if values:
+        figure, axis = plt.subplots(figsize=(max(6.0, 0.45 * len(values)), 4.0))
+        axis.bar(range(len(values)), values, color=["tab:green" if v > 0 else "tab:red" for v in values])
+        axis.set_xticks(range(len(values)), labels, rotation=90, fontsize=6)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_ylabel("Δ p100 normalised score (points)")
+        figure.tight_layout()
+        figure.savefig(folder / "gains.png", dpi=120)
+        plt.close(figure)
+        lines += ["", "![absolute gain per (task, optimizer)](gains.png)", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    main()
