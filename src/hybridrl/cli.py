@@ -168,6 +168,9 @@ def _eval(rest: list[str]) -> int:
 
 
 def _describe_eval(result: dict[str, Any]) -> str:
+    if "eval/return_mean" not in result:  # offline MBO: the candidates' normalised scores
+        scores = {key.split("/", 1)[1]: value for key, value in result.items() if key.startswith("score/p")}
+        return "normalised score " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
     text = f"eval return {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
     if "eval/normalized_score" in result:
         text += f" (normalised score {result['eval/normalized_score']:.1f})"
@@ -177,9 +180,11 @@ def _describe_eval(result: dict[str, Any]) -> str:
 def _finish(run_dir: Path, final: dict[str, Any]) -> None:
     from hybridrl.core.plotting import plot_learning_curve
 
-    title = f"{final.get('algorithm')} on {final.get('env')}, seed {final.get('seed')}"
+    task = final.get("env") or final.get("dataset") or final.get("task")
+    title = f"{final.get('algorithm')} on {task}, seed {final.get('seed')}"
     plot = plot_learning_curve(run_dir, title)
-    print(f"{final.get('algorithm')} on {final.get('env')} (seed {final.get('seed')}): {final.get('step')} steps "
+    steps = f"{final.get('step')} steps " if "step" in final else ""
+    print(f"{final.get('algorithm')} on {task} (seed {final.get('seed')}): {steps}"
           f"in {final.get('wall_time_s', 0.0):.1f} s; {_describe_eval(final)}; "
           f"run dir {os.fspath(run_dir)}, learning curve {plot.name}")
 

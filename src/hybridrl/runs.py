@@ -39,7 +39,7 @@ class RunResult:
 
 def default_run_dir(algorithm: str, config: Any) -> Path:
     """``runs/<algorithm>/<env>-s<seed>-<timestamp>``, the folder a run gets when none is given."""
-    task = getattr(config, "env", None) or getattr(config, "dataset", None) or "run"
+    task = getattr(config, "env", None) or getattr(config, "dataset", None) or getattr(config, "task", None) or "run"
     environment = str(task).replace(":", "-").replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / algorithm / f"{environment}-s{getattr(config, 'seed', 0)}-{stamp}"
@@ -144,7 +144,9 @@ def execute_seeds(spec: AlgorithmSpec, configs: list[Any], run_dirs: list[Path],
     pending = []
     for config, run_dir in zip(configs, run_dirs, strict=True):
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not (run_dir / CONFIG_FILE).is_file():
+        if (run_dir / CONFIG_FILE).is_file():
+            _check_same_config(run_dir, config)
+        else:
             write_run_config(run_dir, spec, config)
         if not is_finished(run_dir):
             pending.append((config, run_dir))
@@ -178,13 +180,17 @@ def start(spec: AlgorithmSpec, config: Any, run_dir: str | Path | None = None,
     """Start a new run of ``config``; refuses a folder that already holds a different run."""
     target = Path(run_dir) if run_dir is not None else default_run_dir(spec.name, config)
     if (target / CONFIG_FILE).is_file():
-        _, recorded = read_run_config(target)
-        if config_to_dict(recorded) != config_to_dict(config):
-            raise RunDirectoryError(
-                f"{target} already holds a run with a different config; choose another --run-dir, "
-                f"or continue that run with `hybridrl resume {target}`"
-            )
+        _check_same_config(target, config)
     return execute(spec, config, target, progress)
+
+
+def _check_same_config(run_dir: Path, config: Any) -> None:
+    _, recorded = read_run_config(run_dir)
+    if config_to_dict(recorded) != config_to_dict(config):
+        raise RunDirectoryError(
+            f"{run_dir} already holds a run with a different config; choose another --run-dir, "
+            f"or continue that run with `hybridrl resume {run_dir}`"
+        )
 
 
 def resume(run_dir: str | Path, progress: bool = False) -> RunResult:

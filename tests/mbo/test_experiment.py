@@ -99,3 +99,26 @@ def test_cli_reports_an_unknown_task_without_a_traceback(tmp_path: Path, capsys:
     error = capsys.readouterr().err
     assert status == 2
     assert "tfbind8" in error and "Traceback" not in error
+
+
+def test_coms_trains_two_epochs_at_cpu_scale_unless_told_otherwise() -> None:
+    assert SPEC.make_config("cpu", optimizer="coms").epochs == 2
+    assert SPEC.make_config("cpu", optimizer="grad-ascent").epochs == 20
+    assert SPEC.make_config("cpu", optimizer="coms", epochs=5).epochs == 5
+
+
+def test_rerunning_seeds_with_another_config_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    from hybridrl.errors import RunDirectoryError
+
+    train_seeds_with_files = runs.execute_seeds
+    train_seeds_with_files(SPEC, [smoke_config()], [tmp_path])
+    with pytest.raises(RunDirectoryError, match="different config"):
+        train_seeds_with_files(SPEC, [smoke_config(regularizer="ignite")], [tmp_path])
+
+
+def test_train_command_runs_one_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["train", "mbo", "--preset", "smoke", "--task", "ackley20", "--run-dir", str(tmp_path),
+                   "--no-progress"])
+    assert status == 0
+    assert "normalised score p100" in capsys.readouterr().out
+    assert json.loads((tmp_path / "final.json").read_text())["task"] == "ackley20"

@@ -1,10 +1,11 @@
 """Ehrlich functions: closed-form test functions for biological sequence design.
 
-Stanton et al. (2024), "Closed-Form Test Functions for Biophysical Sequence Design". This module
-implements them from their definition and matches the reference implementation, ``pytorch-holo``
-0.0.5 (``holo.test_functions.closed_form.Ehrlich``): given the same parameters, :func:`ehrlich_values`
-equals holo's value wherever holo's is finite, and :func:`is_feasible` is true exactly where holo's
-value is finite (``tests/mbo/test_ehrlich.py`` checks this against values exported from holo).
+Stanton et al. (2024), "Closed-Form Test Functions for Biophysical Sequence Optimization Algorithms"
+(arXiv 2407.00236). This module implements them from their definition and matches the reference
+implementation, ``pytorch-holo`` 0.0.5 (``holo.test_functions.closed_form.Ehrlich``): given the same
+parameters, :func:`ehrlich_values` equals holo's value wherever holo's is finite, and
+:func:`is_feasible` is true exactly where holo's value is finite (``tests/mbo/test_ehrlich.py``
+checks this against values exported from holo).
 
 Definition
 ----------
