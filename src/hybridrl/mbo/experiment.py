@@ -21,6 +21,7 @@ from its last one. ``hybridrl train mbo --task tfbind8 --optimizer coms`` runs o
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -244,6 +245,9 @@ class MBOGroup:
         self.data = _prepare(make_task(self.config.task), self.config.num_candidates)
         assert self.config.ensemble_size is not None
         self.members = self.config.ensemble_size
+        # One predict and one encode for the group: the optimisers compile once per function object.
+        self.predict = functools.partial(predict_mean, self.surrogate.model())
+        self.encode = self.data.encoder.encode
         self.epoch = 0
         self.states = self._fresh_states()
         self.train_rows, self.validation_rows = self._splits()
@@ -338,12 +342,12 @@ class MBOGroup:
     def _search_and_score(self) -> list[dict[str, Any]]:
         finals = []
         for index, (seed, run_dir) in enumerate(zip(self.seeds, self.run_dirs, strict=True)):
-            params = self._seed_slice(self.states, index).params
+            params = self._model_params(self._seed_slice(self.states, index).params)
             designs, predicted_curve = self._search(params, Seeder(seed).jax_key("search"))
-            final = self._score(designs, params, predicted_curve)
-            np.savez_compressed(run_dir / CANDIDATES_FILE, designs=np.asarray(designs),
-                                scores=np.asarray(self.data.task.oracle(np.asarray(designs))))
-            finals.append(final)
+            designs_np = np.asarray(designs)
+            scores = self.data.task.oracle(designs_np)
+            np.savez_compressed(run_dir / CANDIDATES_FILE, designs=designs_np, scores=np.asarray(scores))
+            finals.append(self._score(designs_np, scores, params, predicted_curve))
         return finals
 
     def _aggregation(self) -> Literal["single", "mean", "min"]:
@@ -352,43 +356,34 @@ class MBOGroup:
             return "min"
         return "mean" if self.members > 1 else "single"
 
-    def _predict(self) -> Any:
-        model = self.surrogate.model()
-
-        def predict(params: Any, z: jax.Array) -> jax.Array:
-            return predict_mean(model, params, z)
-        return predict
+    def _model_params(self, params: Any) -> Any:
+        # One model: drop the member axis (members = 1); ensembles keep it.
+        return params if self._aggregation() != "single" else jax.tree_util.tree_map(lambda leaf: leaf[0], params)
 
     def _search(self, params: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Candidates (designs) from the top offline designs, and the surrogate's score per search step."""
         aggregation = self._aggregation()
-        # One model: drop the member axis (members = 1); ensembles keep it.
-        model_params = params if aggregation != "single" else jax.tree_util.tree_map(lambda leaf: leaf[0], params)
         if self.config.optimizer == "evolution":
             settings = EvolutionSettings(generations=self.config.evolution_generations,
                                          offspring=self.config.num_candidates, aggregation=aggregation)
             task = self.data.task
-            designs, curve = evolutionary_search(
-                self._predict(), model_params, jnp.asarray(self.data.start_designs), self.data.encoder.encode, key,
-                settings, num_classes=task.num_classes,
-                lower=None if task.lower is None else jnp.asarray(task.lower),
+            return evolutionary_search(
+                self.predict, params, jnp.asarray(self.data.start_designs), self.encode, key, settings,
+                num_classes=task.num_classes, lower=None if task.lower is None else jnp.asarray(task.lower),
                 upper=None if task.upper is None else jnp.asarray(task.upper))
-            return designs, curve
         assert self.config.solver_steps is not None and self.config.solver_lr is not None
         ascent = GradientAscentSettings(steps=self.config.solver_steps, learning_rate=self.config.solver_lr,
                                         aggregation=aggregation)
-        z, curve = gradient_ascent(self._predict(), model_params, self.data.start_z, ascent)
+        z, curve = gradient_ascent(self.predict, params, self.data.start_z, ascent)
         return self.data.encoder.decode(z), curve
 
-    def _score(self, designs: jax.Array, params: Any, predicted_curve: jax.Array) -> dict[str, Any]:
+    def _score(self, designs: np.ndarray, scores: np.ndarray, params: Any, predicted_curve: jax.Array
+               ) -> dict[str, Any]:
         task = self.data.task
-        designs_np = np.asarray(designs)
-        normalized = task.normalize(task.oracle(designs_np))
+        normalized = task.normalize(scores)
         aggregation = self._aggregation()
-        model_params = params if aggregation != "single" else jax.tree_util.tree_map(lambda leaf: leaf[0], params)
-        predicted_start = aggregate_prediction(self._predict(), model_params, self.data.start_z, aggregation)
-        predicted_end = aggregate_prediction(self._predict(), model_params, self.data.encoder.encode(designs),
-                                             aggregation)
+        predicted_start = aggregate_prediction(self.predict, params, self.data.start_z, aggregation)
+        predicted_end = aggregate_prediction(self.predict, params, self.encode(jnp.asarray(designs)), aggregation)
         final: dict[str, Any] = {f"score/{name}": value for name, value in percentile_scores(normalized).items()}
         final.update({
             "score/mean": float(np.mean(normalized)),
@@ -396,10 +391,10 @@ class MBOGroup:
             "surrogate/predicted_start": float(jnp.mean(predicted_start)),
             "surrogate/predicted_end": float(jnp.mean(predicted_end)),
             "surrogate/predicted_curve_end": float(predicted_curve[-1]),
-            "candidates/unique": int(np.unique(designs_np.reshape(len(designs_np), -1), axis=0).shape[0]),
+            "candidates/unique": int(np.unique(designs.reshape(len(designs), -1), axis=0).shape[0]),
         })
         if task.feasibility is not None:
-            final["candidates/feasible_fraction"] = float(np.mean(task.feasibility(designs_np)))
+            final["candidates/feasible_fraction"] = float(np.mean(task.feasibility(designs)))
         return final
 
 
