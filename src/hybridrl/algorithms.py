@@ -22,6 +22,7 @@ _ALGORITHM_MODULES: dict[str, str] = {
     "bc": "hybridrl.offline.bc",
     "dac": "hybridrl.imitation.dac",
     "iql": "hybridrl.offline.iql",
+    "lal": "hybridrl.active.lal",
     "mbo": "hybridrl.mbo.experiment",
     "ppo": "hybridrl.rl.ppo",
     "props": "hybridrl.rl.props",

@@ -8,6 +8,7 @@
     hybridrl sweep SPEC.yaml | results DIR | report DIR
     hybridrl data info ID | list | make ID | demos ENV
     hybridrl mbo run --task T --optimizer O --regularizer R --seeds N | tasks
+    hybridrl active train --problem P [--budget T] | eval RUN_DIR | problems
 
 User errors (unknown env, bad option, missing run dir, corrupt checkpoint) print one message and
 exit with status 2, without a traceback.
@@ -35,6 +36,7 @@ commands:
   report DIR        write report.md and figures for the runs under DIR
   data COMMAND      offline datasets: info, list, make, demos (`hybridrl data --help`)
   mbo COMMAND       offline model-based optimisation: run, tasks (`hybridrl mbo --help`)
+  active COMMAND    learning to actively learn: train, eval, problems (`hybridrl active --help`)
 """
 
 
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _train, "resume": _resume, "eval": _eval,
         "sweep": _experiments("sweep_main"), "results": _experiments("results_main"),
         "report": _experiments("report_main"), "data": _data, "mbo": _mbo,
+        "active": _active,
     }
     if command not in commands:
         print(f"hybridrl: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
@@ -84,6 +87,12 @@ def _mbo(rest: list[str]) -> int:
     from hybridrl.mbo.cli import mbo_main
 
     return mbo_main(rest)
+
+
+def _active(rest: list[str]) -> int:
+    from hybridrl.active.cli import active_main
+
+    return active_main(rest)
 
 
 def _train(rest: list[str]) -> int:
@@ -168,6 +177,8 @@ def _eval(rest: list[str]) -> int:
 
 
 def _describe_eval(result: dict[str, Any]) -> str:
+    if "robust_max_gap" in result:  # learning to actively learn: the robust policy's largest gap to l*_r
+        return f"robust policy's largest gap to l*_r {result['robust_max_gap']:.3f}"
     if "eval/return_mean" not in result:  # offline MBO: the candidates' normalised scores
         scores = {key.split("/", 1)[1]: value for key, value in result.items() if key.startswith("score/p")}
         return "normalised score " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items())

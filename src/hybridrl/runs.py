@@ -39,7 +39,8 @@ class RunResult:
 
 def default_run_dir(algorithm: str, config: Any) -> Path:
     """``runs/<algorithm>/<env>-s<seed>-<timestamp>``, the folder a run gets when none is given."""
-    task = getattr(config, "env", None) or getattr(config, "dataset", None) or getattr(config, "task", None) or "run"
+    task = getattr(config, "env", None) or getattr(config, "dataset", None) or getattr(config, "task", None) \
+        or getattr(config, "problem", None) or "run"
     environment = str(task).replace(":", "-").replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / algorithm / f"{environment}-s{getattr(config, 'seed', 0)}-{stamp}"
@@ -125,7 +126,7 @@ def _finish(spec: AlgorithmSpec, config: Any, run_dir: Path, final: dict[str, An
             ) -> RunResult:
     final = {"algorithm": spec.name, "env": getattr(config, "env", None) or env_id,
              "seed": getattr(config, "seed", None), **final}
-    for task_key in ("dataset", "task"):
+    for task_key in ("dataset", "task", "problem"):
         if hasattr(config, task_key):
             final = {task_key: getattr(config, task_key), **final}
     atomic_write_json(run_dir / FINAL_FILE, final)

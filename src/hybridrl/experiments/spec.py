@@ -5,7 +5,7 @@ A spec is a grid of algorithm × task × variant × seed::
     name: ppo-classic
     output: runs/sweeps/ppo-classic      # run dirs: <output>/<algorithm>/<task>/<variant>/seed<k>
     algorithm: [ppo]
-    env: [CartPole-v1, Pendulum-v1]       # the task axis: `env`, `dataset` or `task`
+    env: [CartPole-v1, Pendulum-v1]       # the task axis: `env`, `dataset`, `task` or `problem`
     preset: smoke
     seeds: 3                              # or a list: [0, 1, 2]
     overrides: {total_steps: 4096}        # applied to every run
@@ -35,8 +35,8 @@ from hybridrl.algorithms import get_algorithm
 from hybridrl.errors import ConfigError
 
 #: Config fields that can be the task axis of a sweep: online RL trains on an `env`, offline
-#: learners on a `dataset`, model-based optimisation on a `task`.
-TASK_KEYS = ("env", "dataset", "task")
+#: learners on a `dataset`, model-based optimisation on a `task`, active learning on a `problem`.
+TASK_KEYS = ("env", "dataset", "task", "problem")
 
 #: Every key a spec may have.
 SPEC_KEYS = ("name", "output", "algorithm", "preset", "seeds", "overrides", "variants", "vmap_seeds",
@@ -190,7 +190,8 @@ def _parse(raw: Any, label: str, where: Path | None, output: str | os.PathLike[s
     task_keys = [key for key in TASK_KEYS if key in raw]
     if len(task_keys) != 1:
         found = f"it has {', '.join(task_keys)}" if task_keys else "it has none"
-        raise SweepSpecError(f"{label}: give exactly one task axis, `env`, `dataset` or `task`; {found}")
+        raise SweepSpecError(f"{label}: give exactly one task axis, `env`, `dataset`, `task` or `problem`; "
+                             f"{found}")
     task_key = task_keys[0]
     tasks = _string_list(raw[task_key], task_key, label)
     seeds = _seeds(raw.get("seeds", 1), label)

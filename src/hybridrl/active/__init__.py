@@ -1,0 +1,1 @@
+"""Learning to actively learn: adaptive query policies trained adversarially over problem classes."""

@@ -1,0 +1,340 @@
+"""Active-learning problems: ρ* against closed forms and brute force, class projection, noise, losses, errors."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hybridrl.active.problems import BOX_HIGH, BOX_LOW, PROBLEMS, ActiveProblem, make_problem
+from hybridrl.errors import ConfigError
+
+
+@functools.cache
+def _problem(name: str) -> ActiveProblem:
+    return make_problem(name)
+
+
+def _simplex_grid(dim: int, resolution: int) -> np.ndarray:
+    """All points of the simplex Δ_dim with coordinates in multiples of 1/resolution, strictly positive."""
+    grids = np.meshgrid(*[np.arange(1, resolution)] * (dim - 1), indexing="ij")
+    partial = np.stack([g.ravel() for g in grids], axis=-1)
+    last = resolution - partial.sum(axis=-1)
+    keep = last >= 1
+    return np.concatenate([partial[keep], last[keep, None]], axis=-1) / resolution
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ρ*
+
+
+def test_two_arm_rho_is_four_over_gap_squared() -> None:
+    gaps = np.array([0.1, 0.5, 2.0], np.float32)
+    theta = np.stack([0.3 + gaps, np.full(3, 0.3, np.float32)], axis=-1)
+    rho = np.asarray(make_problem("bandit", size=2).rho_star(theta))
+    np.testing.assert_allclose(rho, 4.0 / gaps**2, rtol=1e-3)
+
+
+def test_four_arm_rho_matches_a_brute_force_grid() -> None:
+    theta = np.array([1.0, 0.5, 0.5, 0.0])
+    gaps = theta[0] - theta[1:]
+    lam = _simplex_grid(4, 120)
+    # ||e_0 - e_z||²_{diag(1/λ)} = 1/λ_0 + 1/λ_z.
+    values = (1.0 / lam[:, :1] + 1.0 / lam[:, 1:]) / gaps**2
+    brute_force = values.max(axis=1).min()
+    problem = _problem("bandit")
+    for steps in (150, 400):
+        rho = float(problem.rho_star(jnp.asarray(theta), steps))
+        assert rho == pytest.approx(brute_force, rel=0.01)
+        assert rho <= brute_force * 1.001  # the grid is an upper bound too; the solver should be at least as good
+
+
+def test_general_queries_match_the_identity_fast_path() -> None:
+    """The same bandit written with a rotated-away identity (X = Z = I as a 'general' matrix) gives the same ρ*."""
+    eye = np.eye(4) * 1.0000001  # not exactly I: forces the d×d solve path
+    general = ActiveProblem(name="bandit-general", queries=eye, hypotheses=eye, offsets=np.zeros(4), noise="gaussian",
+                            noise_std=1.0, loss="identification", budget=4, classes=(1.0,))
+    assert not general.identity_queries and _problem("bandit").identity_queries
+    theta = jnp.array([[1.0, 0.5, 0.5, 0.0], [0.2, -0.3, 0.9, 0.1]])
+    fast = np.asarray(_problem("bandit").rho_star(theta, 400))
+    solved = np.asarray(general.rho_star(theta, 400))
+    np.testing.assert_allclose(solved, fast, rtol=0.01)
+
+
+def test_thresholds_on_one_point() -> None:
+    # n = 1: hypotheses z = +1 (k = 0) and z = -1 (k = 1); ||z* - z||² / λ = 4, gap = 2|θ| -> ρ* = 1/θ².
+    one_point = ActiveProblem(name="thresholds", queries=np.eye(1), hypotheses=np.array([[1.0], [-1.0]]),
+                              offsets=np.zeros(2), noise="gaussian", noise_std=1.0, loss="identification",
+                              budget=1, classes=(1.0,))
+    values = np.array([-2.0, -0.3, 0.5, 1.7], np.float32)
+    np.testing.assert_allclose(np.asarray(one_point.rho_star(values[:, None])), 1.0 / values**2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["thresholds", "bandit", "jester"])  # the Gaussian linear problems
+def test_rho_scales_as_inverse_square(name: str) -> None:
+    problem = _problem(name)
+    theta = problem.sample_instances(jax.random.PRNGKey(0), 16)
+    base = np.asarray(problem.rho_star(theta))
+    # The solver is scale-invariant in exact arithmetic; float32 round-off perturbs its path a little (more with
+    # the d×d solves of general X), well within its accuracy.
+    tolerance = 5e-3 if problem.identity_queries else 2e-2
+    for factor in (0.1, 3.0):
+        np.testing.assert_allclose(np.asarray(problem.rho_star(factor * theta)), base / factor**2, rtol=tolerance)
+
+
+def test_rho_star_is_accurate_against_a_long_run() -> None:
+    problem = _problem("thresholds")
+    theta = problem.sample_instances(jax.random.PRNGKey(1), 64)
+    reference = np.asarray(problem.rho_star(theta, 2000))
+    quick = np.asarray(problem.rho_star(theta, 150))
+    assert np.all(quick >= reference * (1 - 1e-5))  # an upper bound: the best objective seen
+    assert np.mean(quick / reference - 1) < 0.01
+    assert np.max(quick / reference - 1) < 0.03
+
+
+def test_ties_have_infinite_rho() -> None:
+    assert np.isinf(float(_problem("bandit").rho_star(jnp.array([1.0, 1.0, 0.0, -1.0]))))
+    assert np.isinf(float(_problem("thresholds").rho_star(jnp.zeros(16))))
+
+
+def test_rho_star_is_batched_and_jittable() -> None:
+    problem = _problem("bandit")
+    theta = problem.sample_instances(jax.random.PRNGKey(2), 12).reshape(3, 4, 4)
+    batched = jax.jit(problem.rho_star)(theta)
+    assert batched.shape == (3, 4) and batched.dtype == jnp.float32
+    single = jax.vmap(jax.vmap(problem.rho_star))(theta)
+    np.testing.assert_allclose(np.asarray(batched), np.asarray(single), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Classes: instances and projection
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_sample_class_lands_on_the_boundary_inside_theta(name: str) -> None:
+    problem = _problem(name)
+    count = 32
+    for r in (problem.classes[0], problem.classes[-1]):
+        theta = problem.sample_class(jax.random.PRNGKey(3), count, r)
+        assert theta.shape == (count, problem.dim)
+        rho = np.asarray(problem.rho_star(theta, 400))
+        # Projection uses 150 solver steps; the 400-step value may be slightly lower (a tighter bound).
+        np.testing.assert_allclose(rho, r, rtol=0.03)
+        assert np.median(np.abs(rho / r - 1)) < 0.01
+        _assert_in_theta(problem, np.asarray(theta))
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_project_keeps_the_target_and_is_exact_with_matching_steps(name: str) -> None:
+    problem = _problem(name)
+    theta = problem.sample_instances(jax.random.PRNGKey(4), 32)
+    r = jnp.linspace(problem.classes[0], problem.classes[-1], 32)
+    project = jax.jit(problem.project, static_argnums=2) if name == "twenty-questions" else problem.project
+    projected = project(theta, r, 100)
+    np.testing.assert_array_equal(np.asarray(problem.best(projected)), np.asarray(problem.best(theta)))
+    _assert_in_theta(problem, np.asarray(projected))
+    rho = np.asarray(problem.rho_star(projected, 100))
+    if problem.noise == "gaussian":
+        np.testing.assert_allclose(rho, np.asarray(r), rtol=5e-3 if problem.identity_queries else 2e-2)
+    else:
+        # A ray from a profile outside the class cannot reach its boundary: the profile itself is returned.
+        profile_rho = np.asarray(problem.rho_star(problem.hypotheses[np.asarray(problem.best(theta))], 100))
+        reachable = profile_rho <= np.asarray(r)
+        assert np.all(rho[reachable] <= np.asarray(r)[reachable] * 1.001)
+        assert np.median(np.abs(rho[reachable] / np.asarray(r)[reachable] - 1)) < 0.01
+
+
+def test_thresholds_projection_stays_monotone_with_unsorted_input() -> None:
+    problem = _problem("thresholds")
+    theta = jnp.asarray(np.random.default_rng(0).normal(size=(8, 16)), jnp.float32)
+    projected = np.asarray(problem.project(theta, 2.0))
+    assert np.all(np.diff(projected, axis=-1) >= 0)
+    np.testing.assert_allclose(np.asarray(problem.rho_star(projected)), 2.0, rtol=1e-3)
+
+
+def _assert_in_theta(problem: ActiveProblem, theta: np.ndarray) -> None:
+    assert np.all(np.isfinite(theta))
+    if problem.name == "thresholds":
+        assert np.all(np.diff(theta, axis=-1) >= 0)
+    if problem.noise == "bernoulli":
+        assert np.all(theta >= BOX_LOW - 1e-6) and np.all(theta <= BOX_HIGH + 1e-6)
+
+
+def test_threshold_instances_are_monotone_and_cover_every_threshold() -> None:
+    problem = _problem("thresholds")
+    theta = np.asarray(problem.sample_instances(jax.random.PRNGKey(5), 1000))
+    assert np.all(np.diff(theta, axis=-1) > 0) and np.all(theta != 0)
+    k = np.asarray(problem.best(theta))
+    np.testing.assert_array_equal(k, np.sum(theta < 0, axis=-1))
+    assert set(k.tolist()) == set(range(17))
+
+
+def test_bandit_instances_have_no_ties() -> None:
+    theta = np.sort(np.asarray(_problem("bandit").sample_instances(jax.random.PRNGKey(6), 1000)), axis=-1)
+    assert np.all(theta[:, -1] - theta[:, -2] >= 1e-3 - 1e-6)
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_prior_and_natural_instances(name: str) -> None:
+    problem = _problem(name)
+    for draw in (problem.prior, problem.natural, problem.sample_instances):
+        theta = np.asarray(draw(jax.random.PRNGKey(7), 64))
+        assert theta.shape == (64, problem.dim) and theta.dtype == np.float32
+        _assert_in_theta(problem, theta)
+        assert np.all(np.isfinite(np.asarray(problem.rho_star(theta))))
+    if name == "twenty-questions":
+        profiles = np.asarray(problem.prior(jax.random.PRNGKey(8), 64))
+        assert all(any(np.array_equal(p, q) for q in problem.hypotheses) for p in profiles)
+    if name in ("thresholds", "bandit"):
+        rho = np.asarray(problem.prior(jax.random.PRNGKey(9), 64))
+        rho = np.asarray(problem.rho_star(rho))
+        assert np.all(rho >= problem.classes[0] / 2 * 0.99) and np.all(rho <= problem.classes[-1] * 2 * 1.01)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Answers, likelihoods, losses
+
+
+def test_gaussian_answer_statistics() -> None:
+    problem = _problem("bandit")
+    theta = jnp.array([0.7, -0.2, 0.1, 0.0])
+    keys = jax.random.split(jax.random.PRNGKey(10), 20_000)
+    answers = np.asarray(jax.vmap(lambda key: problem.sample_answer(key, theta, 0))(keys))
+    assert answers.mean() == pytest.approx(0.7, abs=0.03)  # 4.5 standard errors of 1/sqrt(20k)
+    assert answers.var() == pytest.approx(1.0, abs=0.05)
+
+
+def test_bernoulli_answer_frequency() -> None:
+    problem = _problem("twenty-questions")
+    theta = jnp.full((problem.dim,), 0.5).at[3].set(0.2)
+    keys = jax.random.split(jax.random.PRNGKey(11), 20_000)
+    answers = np.asarray(jax.vmap(lambda key: problem.sample_answer(key, theta, 3))(keys))
+    assert set(np.unique(answers).tolist()) <= {0.0, 1.0}
+    assert answers.mean() == pytest.approx(0.2, abs=0.013)  # 4.5 standard errors
+
+
+def test_log_likelihood_values_and_gradient() -> None:
+    bandit = _problem("bandit")
+    theta = jnp.array([0.7, -0.2, 0.1, 0.0])
+    expected = -0.5 * (1.5 - 0.7) ** 2 - 0.5 * np.log(2 * np.pi)
+    assert float(bandit.log_likelihood(theta, 0, 1.5)) == pytest.approx(expected, rel=1e-5)
+    gradient = np.asarray(jax.grad(bandit.log_likelihood)(theta, 0, 1.5))
+    np.testing.assert_allclose(gradient, [0.8, 0, 0, 0], atol=1e-6)  # (y - <x, θ>) x / σ²
+    questions = _problem("twenty-questions")
+    theta = jnp.full((questions.dim,), 0.25)
+    assert float(questions.log_likelihood(theta, 2, 1.0)) == pytest.approx(np.log(0.25), rel=1e-5)
+    assert float(questions.log_likelihood(theta, 2, 0.0)) == pytest.approx(np.log(0.75), rel=1e-5)
+
+
+def test_identification_loss_by_hand() -> None:
+    problem = _problem("bandit")
+    theta = jnp.array([0.1, 0.9, 0.0, -1.0])  # z* = arm 1
+    assert float(problem.decision_loss(theta, jnp.array([0.0, 1.0, 0.0, 0.0]))) == pytest.approx(0.0)
+    assert float(problem.decision_loss(theta, jnp.array([1.0, 0.0, 0.0, 0.0]))) == pytest.approx(1.0)
+    assert float(problem.decision_loss(theta, jnp.array([0.25, 0.5, 0.25, 0.0]))) == pytest.approx(0.5)
+
+
+def test_regret_loss_by_hand() -> None:
+    problem = _problem("jester")
+    theta = jnp.asarray(problem.natural_pool[0])
+    scores = np.asarray(problem.scores(theta))
+    best, worst = int(np.argmax(scores)), int(np.argmin(scores))
+    probs = np.zeros(problem.num_hypotheses, np.float32)
+    probs[best], probs[worst] = 0.5, 0.5
+    expected = 0.5 * (scores[best] - scores[worst]) / 20.0
+    assert float(problem.decision_loss(theta, jnp.asarray(probs))) == pytest.approx(expected, rel=1e-5)
+    assert float(problem.decision_loss(theta, jax.nn.one_hot(best, problem.num_hypotheses))) == pytest.approx(0.0)
+
+
+def test_thresholds_target_is_the_number_of_negative_points() -> None:
+    problem = _problem("thresholds")
+    theta = jnp.linspace(-1.05, 2.0, 16)  # 6 negative points
+    assert int(problem.best(theta)) == 6
+    assert int(make_problem("twenty-questions").best(jnp.asarray(_problem("twenty-questions").hypotheses[5]))) == 5
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_plugin_decision_finds_the_target_with_plenty_of_clean_data(name: str) -> None:
+    problem = _problem(name)
+    theta = problem.sample_class(jax.random.PRNGKey(3), 32, problem.classes[0])
+    counts = jnp.full((problem.num_queries,), 1000.0)
+    sums = counts * problem.answer_mean(theta)  # noiseless averages of many answers
+    scores = jax.vmap(lambda s: problem.plugin_scores(counts, s))(sums)
+    assert scores.shape == (32, problem.num_hypotheses)
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(scores, -1)), np.asarray(problem.best(theta)))
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_methods_work_under_jit_with_the_problem_static(name: str) -> None:
+    problem = _problem(name)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def episode_loss(problem: ActiveProblem, key: jax.Array, theta: jax.Array) -> jax.Array:
+        answer = problem.sample_answer(key, theta, 0)
+        counts = jnp.zeros(problem.num_queries).at[0].set(1.0)
+        sums = jnp.zeros(problem.num_queries).at[0].set(answer)
+        probs = jax.nn.softmax(problem.plugin_scores(counts, sums))
+        return problem.decision_loss(theta, probs) + 0.0 * problem.log_likelihood(theta, 0, answer)
+
+    theta = problem.sample_instances(jax.random.PRNGKey(13), 4)[0]
+    loss = float(episode_loss(problem, jax.random.PRNGKey(13), theta))
+    assert 0.0 <= loss <= 1.0 or (problem.loss == "regret" and loss >= 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Factory
+
+
+def test_defaults() -> None:
+    sizes = {name: (_problem(name).num_queries, _problem(name).num_hypotheses, _problem(name).dim)
+             for name in PROBLEMS}
+    assert sizes == {"thresholds": (16, 17, 16), "bandit": (4, 4, 4), "twenty-questions": (32, 32, 32),
+                     "jester": (20, 20, 4)}
+    assert [_problem(name).budget for name in PROBLEMS] == [12, 20, 8, 10]
+    assert _problem("thresholds").classes == (0.5, 1.0, 2.0, 4.0)
+    assert _problem("jester").regret_scale == 20.0 and _problem("jester").loss == "regret"
+    assert _problem("twenty-questions").noise == "bernoulli" and _problem("twenty-questions").noise_std == 0.5
+    assert make_problem("thresholds", size=5, budget=3, classes=[1, 2]).classes == (1.0, 2.0)
+    for array in (_problem("bandit").queries, _problem("jester").hypotheses):
+        assert array.dtype == np.float32 and not array.flags.writeable
+
+
+def test_synthetic_data_is_fixed_by_the_seed() -> None:
+    for name in ("twenty-questions", "jester"):
+        again = make_problem(name)
+        np.testing.assert_array_equal(again.hypotheses, _problem(name).hypotheses)
+        assert not np.array_equal(make_problem(name, seed=1).hypotheses, again.hypotheses)
+    profiles = _problem("twenty-questions").hypotheses
+    assert profiles.min() >= BOX_LOW - 1e-7 and profiles.max() <= BOX_HIGH + 1e-7
+    users = _problem("jester").prior_pool
+    assert users is not None and users.shape == (1600, 4)
+    assert _problem("jester").natural_pool.shape == (400, 4)  # type: ignore[union-attr]
+
+
+def test_twenty_questions_calibration() -> None:
+    """The calibration in the problem's docstring: ρ*(p_j) of the profiles spans the class grid."""
+    problem = _problem("twenty-questions")
+    profile_rho = np.asarray(problem.rho_star(problem.hypotheses, 400))
+    assert profile_rho.min() == pytest.approx(5.1, abs=0.2)
+    assert np.median(profile_rho) == pytest.approx(15.9, rel=0.05)
+    inside = [np.mean(profile_rho <= r) for r in problem.classes]
+    assert 0.0 < inside[0] < inside[-1]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"name": "threshold"}, "Did you mean 'thresholds'"),
+    ({"name": "poker"}, "unknown active-learning problem"),
+    ({"name": "bandit", "budget": 0}, "budget must be"),
+    ({"name": "bandit", "size": 1}, "size must be"),
+    ({"name": "jester", "size": 3}, "size must be"),
+    ({"name": "thresholds", "classes": (1.0, 1.0)}, "strictly increasing"),
+    ({"name": "thresholds", "classes": (-1.0, 1.0)}, "positive"),
+    ({"name": "thresholds", "classes": ()}, "non-empty"),
+])
+def test_make_problem_errors(kwargs: dict[str, object], match: str) -> None:
+    name = kwargs.pop("name")
+    with pytest.raises(ConfigError, match=match):
+        make_problem(str(name), **kwargs)  # type: ignore[arg-type]
