@@ -365,13 +365,16 @@ def classical_policy(problem: ActiveProblem) -> tuple[str, PolicyFunctions]:
 
 @functools.lru_cache(maxsize=32)
 def baseline_policies(problem: ActiveProblem) -> dict[str, PolicyFunctions]:
-    """The hand-written policies of a problem: round-robin and its classical algorithm.
+    """The hand-written policies of a problem: round-robin, random queries and its classical algorithm.
 
     Cached per problem: the same function objects, so compiled rollouts of them are reused
     (they are static arguments of jitted functions). Do not mutate the returned dict.
 
+    Round-robin (``uniform``) is the deterministic uniform allocation; with fewer queries than
+    points it never asks some of them, so ``random`` (uniformly random queries) is reported too.
+
     :param problem: a problem built by :func:`hybridrl.active.problems.make_problem`.
-    :returns: ``{"uniform": ..., <classical name>: ...}``.
+    :returns: ``{"uniform": ..., "random": ..., <classical name>: ...}``.
     """
     name, classical = classical_policy(problem)
-    return {"uniform": uniform_policy(problem), name: classical}
+    return {"uniform": uniform_policy(problem), "random": random_policy(problem), name: classical}

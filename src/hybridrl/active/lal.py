@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,6 +295,9 @@ def train_policy(state: TrainState, key: jax.Array, targets: jax.Array, *, polic
     exactly. ``on_round(state, metrics)`` is called after every round (logging, checkpoints).
     """
     stop = settings.iterations if until is None else until
+    # The compiled steps take the settings as a static argument: without the iteration count, policies
+    # trained for different lengths share them.
+    settings = replace(settings, iterations=0)
     radii = jnp.asarray(classes, jnp.float32)
     classes_count, count, dim = state.particles.shape
     iteration = int(state.iteration)
