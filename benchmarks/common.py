@@ -96,7 +96,10 @@ def save_records(name: str, spec: Any, keep: tuple[str, ...], extra_metrics: tup
         files = {file_name: json.loads((run.run_dir / file_name).read_text()) for file_name in RECORDED_FILES}
         # Provenance first: the command that ran the sweep, this run's seed, and the commit and
         # machine the run itself was trained with (from its config.json).
-        record: dict[str, Any] = {"command": _command(), "seeds": [run.seed],
+        # A run recorded before keeps the command that trained it (re-recording, e.g. --report-only, trains nothing).
+        record_path = _record_path(name, spec, run.run_dir)
+        command = json.loads(record_path.read_text()).get("command") if record_path.is_file() else None
+        record: dict[str, Any] = {"command": command or _command(), "seeds": [run.seed],
                                   "git_commit": files["config.json"].get("git_commit"),
                                   "machine": files["config.json"].get("machine"), **files}
         record["metrics"] = [line for line in read_metrics(run.run_dir) if any(key in line for key in keep)]
@@ -104,7 +107,7 @@ def save_records(name: str, spec: Any, keep: tuple[str, ...], extra_metrics: tup
             f"{folder}/metrics.jsonl": [line for line in read_metrics(run.run_dir / folder)
                                         if any(key in line for key in keep)]
             for folder in extra_metrics if (run.run_dir / folder / "metrics.jsonl").is_file()}
-        atomic_write_json(_record_path(name, spec, run.run_dir), record)
+        atomic_write_json(record_path, record)
         saved += 1
     return saved
 
@@ -124,6 +127,20 @@ def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...
         f"{outcome.status:8s} {outcome.run.run_dir} {outcome.wall_time_s:.0f}s {outcome.error or ''}", flush=True))
     saved = save_records(name, spec, keep, extra_metrics)
     print(f"{name}: {restored} runs restored from records, {len(summary.failed)} failed, {saved} recorded")
+    return spec
+
+
+def sweep_or_records(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...], workers: int,
+                     report_only: bool) -> Any:
+    """:func:`recorded_sweep`, or with ``report_only`` just restore and re-record the finished runs
+    (nothing is trained); returns the loaded sweep spec either way."""
+    if not report_only:
+        return recorded_sweep(name, spec_mapping, keep=keep, workers=workers)
+    from hybridrl.experiments.spec import load_sweep_spec
+
+    spec = load_sweep_spec(spec_mapping)
+    restore_records(name, spec)
+    save_records(name, spec, keep)
     return spec
 
 

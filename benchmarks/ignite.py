@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, restore_records, save_records, write_result
+from common import RESULTS_DIR, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "ignite"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -64,15 +64,7 @@ def main() -> None:
             "variants": {f"{optimizer}_{regularizer}": {"optimizer": optimizer, "regularizer": regularizer}
                          for optimizer in arguments.optimizers for regularizer in arguments.regularizers},
         }
-        if arguments.report_only:
-            from hybridrl.experiments.spec import load_sweep_spec
-
-            spec = load_sweep_spec(mapping)
-            restore_records(f"{NAME}/{task}", spec)
-            save_records(f"{NAME}/{task}", spec, keep)
-        else:
-            spec = recorded_sweep(f"{NAME}/{task}", mapping, keep=keep, workers=arguments.workers)
-        specs.append(spec)
+        specs.append(sweep_or_records(f"{NAME}/{task}", mapping, keep, arguments.workers, arguments.report_only))
 
     finals = collect(specs)
     summary = summarize(finals)

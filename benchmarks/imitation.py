@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, iqm_summary, peak_memory_mb, recorded_sweep, write_result
+from common import RESULTS_DIR, iqm_summary, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "imitation"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -163,15 +163,7 @@ def main() -> None:
 
 def _sweep(name: str, mapping: dict[str, Any], keep: tuple[str, ...], workers: int, run: bool) -> Any:
     """Run a recorded sweep, or with ``run`` false only restore its records and record what finished."""
-    if run:
-        return recorded_sweep(name, mapping, keep=keep, workers=workers)
-    from common import restore_records, save_records
-    from hybridrl.experiments.spec import load_sweep_spec
-
-    spec = load_sweep_spec(mapping)
-    restore_records(name, spec)
-    save_records(name, spec, keep)
-    return spec
+    return sweep_or_records(name, mapping, keep, workers, report_only=not run)
 
 
 def _env_of_demos(dataset: str, envs: Sequence[str]) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, restore_records, save_records, write_result
+from common import RESULTS_DIR, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "lal"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -58,15 +58,7 @@ def main() -> None:
     for problem in arguments.problems:
         mapping = {"name": f"{NAME}-{problem}", "output": f"benchmarks/runs/{NAME}/{problem}", "algorithm": "lal",
                    "problem": [problem], "preset": arguments.preset, "seeds": arguments.seeds}
-        if arguments.report_only:
-            from hybridrl.experiments.spec import load_sweep_spec
-
-            spec = load_sweep_spec(mapping)
-            restore_records(f"{NAME}/{problem}", spec)
-            save_records(f"{NAME}/{problem}", spec, keep)
-        else:
-            spec = recorded_sweep(f"{NAME}/{problem}", mapping, keep=keep, workers=arguments.workers)
-        specs.append(spec)
+        specs.append(sweep_or_records(f"{NAME}/{problem}", mapping, keep, arguments.workers, arguments.report_only))
 
     summary = summarize(collect(specs))
     report = write_report(summary, RESULTS_DIR / NAME / "report", arguments)

@@ -552,7 +552,7 @@ class LALConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"hidden_size": 16, "class_iterations": 10, "prior_iterations": 10, "robust_iterations": 10,
               "particles": 4, "rollouts": 4, "refresh_candidates": 8, "eval_instances": 32, "eval_rollouts": 4,
-              "eval_ascent_instances": 4, "eval_ascent_steps": 2, "eval_finalists": 4,
+              "eval_ascent_instances": 4, "eval_ascent_steps": 0, "eval_finalists": 4,
               "eval_finalist_rollouts": 16, "natural_instances": 32, "log_every": 5, "checkpoint_every": 5},
     "cpu": {},
     "paper": {"hidden_size": 128, "class_iterations": 3000, "prior_iterations": 3000, "robust_iterations": 5000,
