@@ -11,14 +11,16 @@ for each equivalence class". What we test, per problem and seed (the reference's
    class.
 
 Problems: 1-D thresholds (16 points, budget 12, four classes) is the primary experiment, synthetic
-twenty questions the second, best-arm identification (4 arms, budget 20) a sanity check where
-round-robin is nearly minimax.
+twenty questions the second, best-arm identification (4 arms, budget 20) a sanity check, where
+classical algorithms (LUCB) are strong. Two ablations train every policy with the plug-in decision only
+(no learned decision residual), on thresholds and bandits, where the plug-in decision of the
+robust policy's own queries beat its learned one.
 
-    python benchmarks/lal.py --seeds 3 [--problems thresholds twenty-questions bandit] [--preset cpu]
-        [--workers 2] [--report-only]
+    python benchmarks/lal.py --seeds 3 [--problems thresholds twenty-questions bandit
+        thresholds-plugin bandit-plugin] [--preset cpu] [--workers 2] [--report-only]
 
-Each problem is one resumable sweep (``benchmarks/runs/lal/<problem>``) recorded in
-``benchmarks/results/lal/<problem>/runs/``; the summary is ``benchmarks/results/lal.json`` and the
+Each experiment is one resumable sweep (``benchmarks/runs/lal/<experiment>``) recorded in
+``benchmarks/results/lal/<experiment>/runs/``; the summary is ``benchmarks/results/lal.json`` and the
 report ``benchmarks/results/lal/report/``.
 """
 
@@ -36,7 +38,14 @@ from common import RESULTS_DIR, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "lal"
 REPOSITORY = Path(__file__).resolve().parent.parent
-PROBLEMS = ("thresholds", "twenty-questions", "bandit")
+#: experiment -> (problem, config overrides). The first three are the issue's experiments.
+EXPERIMENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "thresholds": ("thresholds", {}),
+    "twenty-questions": ("twenty-questions", {}),
+    "bandit": ("bandit", {}),
+    "thresholds-plugin": ("thresholds", {"learned_decision": False}),
+    "bandit-plugin": ("bandit", {"learned_decision": False}),
+}
 ROBUST = "robust"
 PAPER = {"claim": "one learned policy competes with the best policy learned for each difficulty class",
          "source": "Zhang, Jain & Jamieson 2020 (arXiv 2010.15382), abstract; no numbers transcribed",
@@ -45,7 +54,8 @@ PAPER = {"claim": "one learned policy competes with the best policy learned for 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--problems", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS),
+                        help="experiments to run (a problem, or a problem with an ablation)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--workers", type=int, default=2, help="runs at once (one process each)")
@@ -55,10 +65,13 @@ def main() -> None:
 
     keep = ("robust/gap/max", "robust/loss/worst_particle")
     specs = []
-    for problem in arguments.problems:
-        mapping = {"name": f"{NAME}-{problem}", "output": f"benchmarks/runs/{NAME}/{problem}", "algorithm": "lal",
-                   "problem": [problem], "preset": arguments.preset, "seeds": arguments.seeds}
-        specs.append(sweep_or_records(f"{NAME}/{problem}", mapping, keep, arguments.workers, arguments.report_only))
+    for experiment in arguments.problems:
+        problem, overrides = EXPERIMENTS[experiment]
+        mapping = {"name": f"{NAME}-{experiment}", "output": f"benchmarks/runs/{NAME}/{experiment}",
+                   "algorithm": "lal", "problem": [problem], "preset": arguments.preset, "seeds": arguments.seeds,
+                   "overrides": overrides}
+        specs.append((experiment, sweep_or_records(f"{NAME}/{experiment}", mapping, keep, arguments.workers,
+                                                   arguments.report_only)))
 
     summary = summarize(collect(specs))
     report = write_report(summary, RESULTS_DIR / NAME / "report", arguments)
@@ -68,17 +81,16 @@ def main() -> None:
     })
 
 
-def collect(specs: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """problem -> the final metrics of its finished seeds."""
+def collect(specs: list[tuple[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """experiment -> the final metrics of its finished seeds."""
     from hybridrl.experiments.spec import expand_sweep
     from hybridrl.runs import is_finished
 
     finals: dict[str, list[dict[str, Any]]] = {}
-    for spec in specs:
+    for experiment, spec in specs:
         for run in expand_sweep(spec):
             if is_finished(run.run_dir):
-                final = json.loads((run.run_dir / "final.json").read_text())
-                finals.setdefault(final["problem"], []).append(final)
+                finals.setdefault(experiment, []).append(json.loads((run.run_dir / "final.json").read_text()))
     return finals
 
 
@@ -94,9 +106,9 @@ def policy_names(final: dict[str, Any]) -> list[str]:
 
 
 def summarize(finals: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per problem: each policy's worst case per class, largest gap and natural loss over seeds; the claims."""
+    """Per experiment: each policy's worst case per class, largest gap and natural loss over seeds; the claims."""
     problems: dict[str, Any] = {}
-    for problem, runs in sorted(finals.items()):
+    for experiment, runs in sorted(finals.items(), key=lambda item: list(EXPERIMENTS).index(item[0])):
         classes = runs[0]["classes"]
         names = policy_names(runs[0])
         table = {name: {"worst": [_stats([run[f"worst/{name}/r{r:g}"] for run in runs]) for r in classes],
@@ -120,11 +132,12 @@ def summarize(finals: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 "prior_worse_somewhere": any(p > g for p, g in zip(prior_gaps, robust_gaps, strict=True)),
             })
         claims = {key: sum(seed[key] for seed in per_seed) for key in per_seed[0] if key != "seed"}
-        problems[problem] = {"classes": classes, "seeds": [run["seed"] for run in runs],
-                             "envelope": [_stats([run["envelope"][k] for run in runs]) for k in range(len(classes))],
-                             "policies": table, "claims_per_seed": per_seed,
-                             "claims_held": {key: f"{count}/{len(runs)} seeds" for key, count in claims.items()},
-                             "mean_wall_time_s": float(np.mean([run.get("wall_time_s", 0.0) for run in runs]))}
+        problems[experiment] = {"problem": runs[0]["problem"], "overrides": EXPERIMENTS[experiment][1],
+                                "classes": classes, "seeds": [run["seed"] for run in runs],
+                                "envelope": [_stats([run["envelope"][k] for run in runs]) for k in range(len(classes))],
+                                "policies": table, "claims_per_seed": per_seed,
+                                "claims_held": {key: f"{count}/{len(runs)} seeds" for key, count in claims.items()},
+                                "mean_wall_time_s": float(np.mean([run.get("wall_time_s", 0.0) for run in runs]))}
     return {"problems": problems}
 
 
@@ -145,7 +158,9 @@ def write_report(summary: dict[str, Any], folder: Path, arguments: argparse.Name
     figure, axes = plt.subplots(1, max(1, len(problems)), figsize=(5.0 * max(1, len(problems)), 4.0), squeeze=False)
     for axis, (problem, entry) in zip(axes[0], problems.items(), strict=False):
         classes = entry["classes"]
-        lines += [f"## {problem} (seeds {entry['seeds']}, {entry['mean_wall_time_s'] / 60:.0f} min per run)", "",
+        ablation = ", ".join(f"{key}={value}" for key, value in entry.get("overrides", {}).items())
+        lines += [f"## {problem}{f' ({ablation})' if ablation else ''} (seeds {entry['seeds']}, "
+                  f"{entry['mean_wall_time_s'] / 60:.0f} min per run)", "",
                   "| policy | " + " | ".join(f"r={r:g}" for r in classes) + " | max gap | natural |",
                   "|---|" + "---|" * (len(classes) + 2),
                   "| envelope l*_r | " + " | ".join(f"{e['mean']:.3f}" for e in entry["envelope"]) + " | | |"]

@@ -726,7 +726,8 @@ class LALTrainer:
         policies.update({name: (functions, None) for name, functions in self.baselines.items()})
         if include_robust:
             policies[ROBUST] = (self.learned.functions, self.params[ROBUST])
-            policies[ROBUST_PLUGIN] = (self.learned.plugin_decision, self.params[ROBUST])
+            if self.config.learned_decision:  # otherwise it is the robust policy itself
+                policies[ROBUST_PLUGIN] = (self.learned.plugin_decision, self.params[ROBUST])
         return policies
 
     def _measure_targets(self) -> None:
