@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -529,12 +529,11 @@ class LALConfig:
 
     def train_settings(self, iterations: int) -> TrainSettings:
         """Training settings of a policy trained for ``iterations`` steps."""
-        return TrainSettings(iterations=iterations, particles=self.particles, rollouts=self.rollouts,
-                             learning_rate=self.learning_rate, max_grad_norm=self.max_grad_norm,
-                             particle_temperature=self.particle_temperature, hedge_eta=self.hedge_eta,
-                             adversary_every=self.adversary_every, adversary_step=self.adversary_step,
-                             refresh_every=self.refresh_every, refresh_candidates=self.refresh_candidates,
-                             refresh_rollouts=self.refresh_rollouts)
+        # Every TrainSettings field the config exposes is copied by name, so a field added to both
+        # cannot be forgotten here; the rest (gap_smoothing) keep their defaults.
+        shared = {option.name: getattr(self, option.name) for option in fields(TrainSettings)
+                  if option.name != "iterations" and hasattr(self, option.name)}
+        return TrainSettings(iterations=iterations, **shared)
 
     def evaluation_settings(self) -> EvaluationSettings:
         """The fresh adversary of the evaluations."""
