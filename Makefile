@@ -26,9 +26,11 @@ demo: $(STAMP)
 	$(BIN)/hybridrl train uni-o4 --dataset hopper-medium-v5 --preset cpu --seed 1 --online-steps 50000 \
 		--online-eval-interval 10000 --run-dir runs/demo/uni-o4-hopper-medium-$$(date +%Y%m%d-%H%M%S)
 
-## test: the whole test suite
+## test: the whole test suite, one worker per core (at most 4: each worker compiles what its tests need), whole
+## test files per worker so that their tests share compiled programs; the slowest tests are listed at the end
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

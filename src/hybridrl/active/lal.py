@@ -186,7 +186,7 @@ def policy_step(state: TrainState, key: jax.Array, thetas: jax.Array, targets: j
     updates, opt_state = _optimizer(settings).update(gradient, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss/mean": losses.mean(), "loss/worst_particle": worst.max(), "gap/max": (worst - targets).max(),
-               "gradient_norm": optax.global_norm(gradient)}
+               "gradient_norm": optax.tree.norm(gradient)}
     return state.replace(params=params, opt_state=opt_state, gaps=gaps, iteration=state.iteration + 1), metrics
 
 
