@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## demo: Uni-O4 on hopper-medium-v5 at cpu scale: make the dataset (seconds, shipped behaviour
-## policies), then the offline phase and 50k steps of online fine-tuning (about 8 minutes on 2 cores)
+## policies), then the offline phase and 50k steps of online fine-tuning (7 minutes on a 2-core Xeon)
 demo: $(STAMP)
 	$(BIN)/hybridrl data info hopper-medium-v5 > /dev/null 2>&1 || $(BIN)/hybridrl data make hopper-medium-v5 --preset cpu
 	$(BIN)/hybridrl train uni-o4 --dataset hopper-medium-v5 --preset cpu --seed 1 --online-steps 50000 \

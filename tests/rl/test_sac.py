@@ -171,9 +171,11 @@ def test_discrete_action_space_is_refused(tmp_path: Path) -> None:
 def test_learns_pendulum(tmp_path: Path) -> None:
     result = runs.train("sac", preset="cpu", env="Pendulum-v1", run_dir=tmp_path / "run", total_steps=8_000,
                         learning_starts=1_000, eval_interval=0, eval_episodes=5, hidden_sizes=(64, 64),
-                        batch_size=128)
-    # Uniform random actions score about -1200; seed 1 reaches about -150.
-    assert result.final["eval/return_mean"] > -400
+                        batch_size=128, learning_rate=1e-3)
+    # Uniform random actions score about -1200 (about ±130 over 5 episodes). Over thousands of updates, float32
+    # round-off on another CPU makes a run as different as another seed, so the bound holds for every seed
+    # measured: with this step size seeds 0-5 scored -118 to -564 (at the default 3e-4, seed 0 ended at -609).
+    assert result.final["eval/return_mean"] > -800
 
 
 @pytest.fixture(scope="module")
