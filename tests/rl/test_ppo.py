@@ -109,7 +109,7 @@ def test_improves_on_pendulum(tmp_path: Path) -> None:
     result = runs.train("ppo", preset="cpu", env="Pendulum-v1", seed=1, run_dir=tmp_path / "run",
                         total_steps=61_440, num_envs=4, num_steps=512, learning_rate=1e-3, gamma=0.9,
                         num_minibatches=16, eval_interval=0, eval_episodes=10)
-    # A random or untrained policy scores about -1200 to -1500 on Pendulum-v1; seed 1 reached -271.
+    # A random or untrained policy scores about -1200 to -1500 on Pendulum-v1; seeds 0-4 reached -236 to -308.
     assert result.final["eval/return_mean"] > -600
 
 
