@@ -6,14 +6,15 @@ into this repository: where a peer's script needs a small change to run on Gymna
 is applied here, at run time, to a copy of the installed script, and listed in :data:`WORKLOADS` and
 ``docs/performance.md``.
 
-A workload is one task with one set of hyper-parameters, run by hybridrl and by the peer. The two
+A workload is one task with one set of hyper-parameters, run by hybridrl and by the peer (or by hybridrl
+alone, against the raw simulator). The two
 commands alternate (hybridrl, peer, hybridrl, peer, ...), so that drifts in the machine's speed hit
 both alike; every run is a fresh process, timed from outside with ``os.wait4`` (wall, user and
 system CPU-seconds, peak resident memory), and everything is included: start-up, imports,
 compilation, training, logging. Raw simulator steps/s are measured in both environments in the same
 session, so the ratios can be read against the simulator.
 
-    python benchmarks/peers/compare.py [--workloads ppo-hopper-cleanrl] [--repeats 3]
+    python benchmarks/peers/compare.py [--workloads ppo-hopper-cleanrl ppo-hopper-cpu-preset] [--repeats 3]
 
 Writes ``benchmarks/results/peers.json``; a workload run again replaces its own entry only.
 """
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,20 +97,20 @@ class Edit:
 
 @dataclass(frozen=True)
 class Workload:
-    """One task and hyper-parameters, as a hybridrl command and a peer command."""
+    """One task and hyper-parameters, as a hybridrl command and a peer command (none: hybridrl against the raw
+    simulator only)."""
 
     name: str
     description: str
-    peer: Peer
     env_id: str
     steps: int
     hybridrl_args: tuple[str, ...]
-    peer_script: str
-    peer_args: tuple[str, ...]
+    peer: Peer | None = None
+    peer_script: str = ""
+    peer_args: tuple[str, ...] = ()
     edits: tuple[Edit, ...] = ()
-    #: the unit of ``steps`` for the rate (env steps here)
+    #: the unit of ``steps`` for the rate
     unit: str = "env steps"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 CLEANRL_GYMNASIUM_1_EDITS = (
@@ -145,12 +146,19 @@ WORKLOADS: dict[str, Workload] = {
         description="PPO on Hopper-v5, CleanRL's hyper-parameters (1 env, 2048-step rollouts, 10 epochs x 32 "
                     "minibatches, 64x64 tanh networks, observation and reward normalisation), "
                     f"{PPO_STEPS:,} steps; hybridrl's `paper` preset is the same recipe",
-        peer=CLEANRL, env_id="Hopper-v5", steps=PPO_STEPS,
+        env_id="Hopper-v5", steps=PPO_STEPS,
         hybridrl_args=("-m", "hybridrl.cli", "train", "ppo", "--env", "Hopper-v5", "--preset", "paper", "--seed", "1",
                        "--total-steps", str(PPO_STEPS), "--eval-interval", "0", "--no-progress"),
-        peer_script="ppo_continuous_action.py",
+        peer=CLEANRL, peer_script="ppo_continuous_action.py",
         peer_args=("--env-id", "Hopper-v5", "--seed", "1", "--total-timesteps", str(PPO_STEPS), "--cuda", "False"),
         edits=CLEANRL_GYMNASIUM_1_EDITS),
+    "ppo-hopper-cpu-preset": Workload(
+        name="ppo-hopper-cpu-preset",
+        description=f"PPO on Hopper-v5 with hybridrl's `cpu` preset (8 sync envs, 256-step rollouts, 10 epochs x 32 "
+                    f"minibatches), {PPO_STEPS:,} steps, against the raw simulator",
+        env_id="Hopper-v5", steps=PPO_STEPS,
+        hybridrl_args=("-m", "hybridrl.cli", "train", "ppo", "--env", "Hopper-v5", "--preset", "cpu", "--seed", "1",
+                       "--total-steps", str(PPO_STEPS), "--eval-interval", "0", "--no-progress")),
 }
 
 #: One BLAS/torch thread for every process (CleanRL's published runtimes used OMP_NUM_THREADS=1).
@@ -234,16 +242,18 @@ def summary(runs: list[dict[str, Any]], steps: int) -> dict[str, float]:
 
 
 def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], None]) -> dict[str, Any]:
-    ensure_venv(workload.peer, torch, log)
+    pythons = {"hybridrl": HYBRIDRL_PYTHON}
+    if workload.peer is not None:
+        ensure_venv(workload.peer, torch, log)
+        pythons[workload.peer.name] = workload.peer.python
     with tempfile.TemporaryDirectory(prefix=f"peers-{workload.name}-") as tmp:
         work_dir = Path(tmp)
-        script = prepared_script(workload, work_dir)
-        commands = {
-            "hybridrl": [str(HYBRIDRL_PYTHON), *workload.hybridrl_args, "--run-dir", str(work_dir / "hybridrl")],
-            workload.peer.name: [str(workload.peer.python), str(script), *workload.peer_args],
-        }
-        raw_before = {"hybridrl": raw_steps_per_second(HYBRIDRL_PYTHON, workload.env_id),
-                      workload.peer.name: raw_steps_per_second(workload.peer.python, workload.env_id)}
+        commands = {"hybridrl": [str(HYBRIDRL_PYTHON), *workload.hybridrl_args, "--run-dir",
+                                 str(work_dir / "hybridrl")]}
+        if workload.peer is not None:
+            script = prepared_script(workload, work_dir)
+            commands[workload.peer.name] = [str(workload.peer.python), str(script), *workload.peer_args]
+        raw_before = {name: raw_steps_per_second(python, workload.env_id) for name, python in pythons.items()}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
         for repeat in range(repeats):
             for name, command in commands.items():
@@ -252,15 +262,10 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
                 runs[name].append(run)
                 log(f"{workload.name} {name} run {repeat + 1}/{repeats}: {run['wall_s']:.1f} s wall, "
                     f"{run['cpu_s']:.1f} CPU-s, {run['peak_rss_mb']:.0f} MB")
-        raw_after = {"hybridrl": raw_steps_per_second(HYBRIDRL_PYTHON, workload.env_id),
-                     workload.peer.name: raw_steps_per_second(workload.peer.python, workload.env_id)}
+        raw_after = {name: raw_steps_per_second(python, workload.env_id) for name, python in pythons.items()}
     medians = {name: summary(rows, workload.steps) for name, rows in runs.items()}
-    # Ratios pair by pair (run i of one against run i of the other), then their median: robust to drift.
-    paired = {key: float(np.median([peer_run[key] / our_run[key] for our_run, peer_run in
-                                    zip(runs["hybridrl"], runs[workload.peer.name], strict=True)]))
-              for key in ("wall_s", "cpu_s")}
     raw = {name: float(np.median([raw_before[name], raw_after[name]])) for name in commands}
-    return {
+    result: dict[str, Any] = {
         "description": workload.description,
         "env_id": workload.env_id,
         "steps": workload.steps,
@@ -270,27 +275,39 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
         "environment": ENVIRONMENT,
         "runs": runs,
         "median": medians,
-        "speedup": {"wall": paired["wall_s"], "per_cpu_second": paired["cpu_s"]},
         "raw_simulator_steps_per_s": {"before": raw_before, "after": raw_after, "median": raw},
         "fraction_of_raw_simulator": {name: medians[name]["steps_per_wall_s"] / raw[name] for name in commands},
-        "peer_versions": package_versions(workload.peer.python,
-                                          ("cleanrl", "torch", "gymnasium", "mujoco", "numpy")),
         "hybridrl_versions": package_versions(HYBRIDRL_PYTHON, ("jax", "jaxlib", "gymnasium", "mujoco", "numpy")),
     }
+    if workload.peer is not None:
+        # Ratios pair by pair (run i of one against run i of the other), then their median: robust to drift.
+        paired = {key: float(np.median([peer_run[key] / our_run[key] for our_run, peer_run in
+                                        zip(runs["hybridrl"], runs[workload.peer.name], strict=True)]))
+                  for key in ("wall_s", "cpu_s")}
+        result["speedup"] = {"wall": paired["wall_s"], "per_cpu_second": paired["cpu_s"]}
+        result["peer_versions"] = package_versions(workload.peer.python,
+                                                   (workload.peer.package, "torch", "gymnasium", "mujoco", "numpy"))
+    return result
 
 
 def report(results: dict[str, Any]) -> str:
     """The Markdown table of docs/performance.md."""
-    lines = ["| workload | hybridrl wall / CPU-s / peak MB | peer wall / CPU-s / peak MB | speed-up (wall, per CPU-s) "
-             "| steps/s vs raw simulator (hybridrl, peer) |", "|---|---|---|---|---|"]
+    lines = ["| workload | hybridrl: wall / CPU-s / peak MB | peer: wall / CPU-s / peak MB "
+             "| hybridrl's speed-up (wall, per CPU-s) | steps/s as a share of the raw simulator (hybridrl, peer) |",
+             "|---|---|---|---|---|"]
     for name, result in results.items():
-        peer = next(key for key in result["median"] if key != "hybridrl")
-        ours, theirs = result["median"]["hybridrl"], result["median"][peer]
-        fraction = result["fraction_of_raw_simulator"]
-        lines.append(f"| {name} | {ours['wall_s']:.1f} s / {ours['cpu_s']:.1f} / {ours['peak_rss_mb']:.0f} "
+        ours, fraction = result["median"]["hybridrl"], result["fraction_of_raw_simulator"]
+        ours_cell = f"{ours['wall_s']:.1f} s / {ours['cpu_s']:.1f} / {ours['peak_rss_mb']:.0f}"
+        share = f"{fraction['hybridrl']:.0%} ({ours['steps_per_wall_s']:,.0f} steps/s)"
+        peer = next((key for key in result["median"] if key != "hybridrl"), None)
+        if peer is None:
+            lines.append(f"| {name} | {ours_cell} | (none) | | {share} |")
+            continue
+        theirs = result["median"][peer]
+        lines.append(f"| {name} | {ours_cell} "
                      f"| {peer}: {theirs['wall_s']:.1f} s / {theirs['cpu_s']:.1f} / {theirs['peak_rss_mb']:.0f} "
-                     f"| {result['speedup']['wall']:.2f}x, {result['speedup']['per_cpu_second']:.2f}x "
-                     f"| {fraction['hybridrl']:.0%}, {fraction[peer]:.0%} |")
+                     f"| {result['speedup']['wall']:.2f}×, {result['speedup']['per_cpu_second']:.2f}× "
+                     f"| {share}, {fraction[peer]:.0%} ({theirs['steps_per_wall_s']:,.0f}) |")
     return "\n".join(lines)
 
 
