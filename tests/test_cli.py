@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hybridrl.algorithms import get_algorithm
-from hybridrl.cli import main, resolve_config
+from hybridrl.cli import compilation_cache_dir, main, resolve_config
 from hybridrl.core.checkpoint import save_checkpoint
 
 
@@ -162,3 +162,20 @@ def test_task_defaults_follow_env_and_explicit_options_win() -> None:
     assert (explicit.num_steps, explicit.learning_rate, explicit.behaviour_num_steps) == (2048, 3e-4, 512)
     buffer = resolve_config(spec, "paper", ["--sampling", "on-policy", "--buffer-batches", "2"])
     assert (buffer.num_steps, buffer.learning_rate) == (1024, 1e-4)  # Hopper's tuned PPO-Buffer row
+
+
+def test_compilation_cache_folder_follows_xdg_and_yields_to_jax_and_the_off_switch(tmp_path: Path) -> None:
+    assert compilation_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "hybridrl" / "jax-compilation"
+    assert compilation_cache_dir({}) == Path.home() / ".cache" / "hybridrl" / "jax-compilation"
+    assert compilation_cache_dir({"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "mine")}) is None
+    assert compilation_cache_dir({"HYBRIDRL_COMPILATION_CACHE": "0", "XDG_CACHE_HOME": str(tmp_path)}) is None
+
+
+def test_a_run_keeps_its_compiled_programs_for_the_next(tmp_path: Path) -> None:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("JAX_")}
+    environment["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    completed = subprocess.run([sys.executable, "-m", "hybridrl", "train", "ppo", "--preset", "smoke", "--env",
+                                "CartPole-v1", "--total-steps", "256", "--run-dir", str(tmp_path / "run"),
+                                "--no-progress"], capture_output=True, text=True, timeout=300, env=environment)
+    assert completed.returncode == 0, completed.stderr
+    assert any((tmp_path / "cache" / "hybridrl" / "jax-compilation").iterdir())

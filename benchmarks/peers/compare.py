@@ -111,6 +111,9 @@ class Workload:
     edits: tuple[Edit, ...] = ()
     #: the unit of ``steps`` for the rate
     unit: str = "env steps"
+    #: hybridrl with its compilation cache warmed by one untimed run (a config run before); otherwise every
+    #: hybridrl run compiles everything, as a first run does
+    warm_compilation_cache: bool = False
 
 
 CLEANRL_GYMNASIUM_1_EDITS = (
@@ -159,6 +162,13 @@ WORKLOADS: dict[str, Workload] = {
         env_id="Hopper-v5", steps=PPO_STEPS,
         hybridrl_args=("-m", "hybridrl.cli", "train", "ppo", "--env", "Hopper-v5", "--preset", "cpu", "--seed", "1",
                        "--total-steps", str(PPO_STEPS), "--eval-interval", "0", "--no-progress")),
+    "ppo-hopper-cpu-preset-warm": Workload(
+        name="ppo-hopper-cpu-preset-warm",
+        description="ppo-hopper-cpu-preset run again: its compiled programs come from the compilation cache",
+        env_id="Hopper-v5", steps=PPO_STEPS,
+        hybridrl_args=("-m", "hybridrl.cli", "train", "ppo", "--env", "Hopper-v5", "--preset", "cpu", "--seed", "1",
+                       "--total-steps", str(PPO_STEPS), "--eval-interval", "0", "--no-progress"),
+        warm_compilation_cache=True),
 }
 
 #: One BLAS/torch thread for every process (CleanRL's published runtimes used OMP_NUM_THREADS=1).
@@ -200,9 +210,9 @@ def prepared_script(workload: Workload, work_dir: Path) -> Path:
     return script
 
 
-def timed_run(command: list[str], cwd: Path) -> dict[str, Any]:
+def timed_run(command: list[str], cwd: Path, extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``command`` as a fresh process; its wall time, CPU-seconds and peak memory (from ``wait4``)."""
-    environment = {**os.environ, **ENVIRONMENT}
+    environment = {**os.environ, **ENVIRONMENT, **(extra_environment or {})}
     with tempfile.TemporaryFile() as output:
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=output, stderr=subprocess.STDOUT)
@@ -253,12 +263,16 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
         if workload.peer is not None:
             script = prepared_script(workload, work_dir)
             commands[workload.peer.name] = [str(workload.peer.python), str(script), *workload.peer_args]
+        cache = {"JAX_COMPILATION_CACHE_DIR": str(work_dir / "jax-compilation")}
+        hybridrl_environment = cache if workload.warm_compilation_cache else {"HYBRIDRL_COMPILATION_CACHE": "0"}
+        if workload.warm_compilation_cache:
+            timed_run(commands["hybridrl"], work_dir, hybridrl_environment)  # untimed: fills the cache
         raw_before = {name: raw_steps_per_second(python, workload.env_id) for name, python in pythons.items()}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
         for repeat in range(repeats):
             for name, command in commands.items():
                 shutil.rmtree(work_dir / "hybridrl", ignore_errors=True)  # every hybridrl run starts afresh
-                run = timed_run(command, work_dir)
+                run = timed_run(command, work_dir, hybridrl_environment if name == "hybridrl" else None)
                 runs[name].append(run)
                 log(f"{workload.name} {name} run {repeat + 1}/{repeats}: {run['wall_s']:.1f} s wall, "
                     f"{run['cpu_s']:.1f} CPU-s, {run['peak_rss_mb']:.0f} MB")
@@ -273,6 +287,7 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
         "commands": {name: shlex.join(command) for name, command in commands.items()},
         "edits": [edit.why for edit in workload.edits],
         "environment": ENVIRONMENT,
+        "hybridrl_compilation_cache": "warm" if workload.warm_compilation_cache else "off (every run compiles)",
         "runs": runs,
         "median": medians,
         "raw_simulator_steps_per_s": {"before": raw_before, "after": raw_after, "median": raw},

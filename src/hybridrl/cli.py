@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in commands:
         print(f"hybridrl: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
         return 2
+    cache = compilation_cache_dir(os.environ)
+    if cache is not None:
+        # Before JAX is imported (the commands import it lazily), and inherited by a sweep's worker processes.
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     try:
         return commands[command](rest)
     except HybridRLError as error:
@@ -65,6 +70,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nhybridrl: interrupted; continue from the last checkpoint with `hybridrl resume RUN_DIR`",
               file=sys.stderr)
         return 130
+
+
+def compilation_cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """Where the command line keeps compiled XLA programs between runs (JAX's persistent compilation cache).
+
+    A second run of a config (another seed, a resumed run, a sweep's next run, the same command again)
+    then loads its programs instead of compiling them: 20.8 s -> 17.5 s for 98k steps of PPO's ``cpu``
+    preset on Hopper-v5 on 2 cores. ``$XDG_CACHE_HOME/hybridrl/jax-compilation`` (``~/.cache/...``); JAX's
+    own ``JAX_COMPILATION_CACHE_DIR`` wins, and ``HYBRIDRL_COMPILATION_CACHE=0`` turns it off. The folder
+    has no size limit (a config adds a few MB); delete it to empty it.
+
+    :returns: the folder to use, or None to leave JAX as it is configured.
+    """
+    if environ.get("HYBRIDRL_COMPILATION_CACHE", "1") == "0" or environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    cache_home = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "hybridrl" / "jax-compilation"
 
 
 def _experiments(name: str) -> Callable[[list[str]], int]:
