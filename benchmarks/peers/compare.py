@@ -211,8 +211,13 @@ def prepared_script(workload: Workload, work_dir: Path) -> Path:
 
 
 def timed_run(command: list[str], cwd: Path, extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``command`` as a fresh process; its wall time, CPU-seconds and peak memory (from ``wait4``)."""
-    environment = {**os.environ, **ENVIRONMENT, **(extra_environment or {})}
+    """Run ``command`` as a fresh process; its wall time, CPU-seconds and peak memory (from ``wait4``).
+
+    The process gets this one's environment without JAX's compilation cache setting (so that only the workload
+    decides whether hybridrl's runs compile), :data:`ENVIRONMENT`, and ``extra_environment``.
+    """
+    inherited = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
+    environment = {**inherited, **ENVIRONMENT, **(extra_environment or {})}
     with tempfile.TemporaryFile() as output:
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=output, stderr=subprocess.STDOUT)

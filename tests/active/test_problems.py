@@ -264,10 +264,7 @@ def _rho_lower_bound(problem: ActiveProblem, theta: ArrayLike, iterations: int =
     theta = np.asarray(theta, np.float64)
     flat = theta.reshape(-1, problem.dim)
     queries, hypotheses = np.asarray(problem.queries, np.float64), np.asarray(problem.hypotheses, np.float64)
-    scores = flat @ hypotheses.T + np.asarray(problem.offsets, np.float64)
-    star = scores.argmax(-1)
-    gaps = scores[np.arange(len(flat)), star][:, None] - scores
-    others = np.arange(problem.num_hypotheses)[None] != star[:, None]
+    star, gaps, others = _gaps(problem, flat)
     inv_gap2 = np.where(others, 1.0 / np.where(others, gaps, 1.0) ** 2, 0.0)
     differences = hypotheses[star][:, None, :] - hypotheses[None]  # (b, m, d)
     design = np.full((len(flat), problem.num_queries), 1.0 / problem.num_queries)
@@ -308,6 +305,14 @@ def _rho_lower_bound(problem: ActiveProblem, theta: ArrayLike, iterations: int =
     return (problem.noise_std**2 * best).reshape(theta.shape[:-1])
 
 
+def _gaps(problem: ActiveProblem, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """In float64 for instances ``(b, d)``: the target z*, every gap s_{z*} - s_z ``(b, m)``, and the mask z ≠ z*."""
+    scores = flat @ np.asarray(problem.hypotheses, np.float64).T + np.asarray(problem.offsets, np.float64)
+    star = scores.argmax(-1)
+    gaps = scores[np.arange(len(flat)), star][:, None] - scores
+    return star, gaps, np.arange(problem.num_hypotheses)[None] != star[:, None]
+
+
 def _solve_design(design: np.ndarray, queries: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     gram = np.einsum("bi,id,ie->bde", design, queries, queries) + RIDGE * np.eye(queries.shape[1])
     return np.linalg.solve(gram, rhs)
@@ -322,14 +327,11 @@ def _float32_rounding(problem: ActiveProblem, theta: ArrayLike) -> np.ndarray:
     """
     theta = np.asarray(theta, np.float64)
     flat = theta.reshape(-1, problem.dim)
-    hypotheses = np.asarray(problem.hypotheses, np.float64)
     unit = 2.0**-24
     gamma = problem.dim * unit / (1 - problem.dim * unit)
-    magnitudes = np.abs(flat) @ np.abs(hypotheses).T + np.abs(np.asarray(problem.offsets, np.float64))
-    scores = flat @ hypotheses.T + np.asarray(problem.offsets, np.float64)
-    star = scores.argmax(-1)
-    gaps = scores[np.arange(len(flat)), star][:, None] - scores
-    others = np.arange(problem.num_hypotheses)[None] != star[:, None]
+    magnitudes = np.abs(flat) @ np.abs(np.asarray(problem.hypotheses, np.float64)).T + np.abs(
+        np.asarray(problem.offsets, np.float64))
+    star, gaps, others = _gaps(problem, flat)
     score_error = gamma * (magnitudes + magnitudes[np.arange(len(flat)), star][:, None]) + unit * np.abs(gaps)
     relative = np.max(np.where(others, score_error / np.where(others, np.abs(gaps), 1.0), 0.0), axis=-1)
     return (4.0 * relative + 8.0 * gamma).reshape(theta.shape[:-1])
