@@ -15,6 +15,7 @@ from hybridrl.core.networks import (
     CategoricalPolicy,
     Ensemble,
     GaussianPolicy,
+    JointNumpyMLP,
     QHead,
     ValueHead,
     member_params,
@@ -120,6 +121,34 @@ def test_value_head_apply_numpy_equals_apply() -> None:
 
     assert actual.shape == expected.shape == (BATCH,)
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_joint_numpy_mlp_equals_the_separate_networks(discrete: bool) -> None:
+    policy = (CategoricalPolicy(num_actions=ACTION_DIM, hidden_sizes=HIDDEN, logits_gain=1.0) if discrete
+              else GaussianPolicy(ACTION_DIM, (8, 4), mean_gain=1.0, tanh_mean=True))
+    value_head = ValueHead(HIDDEN)
+    observations = _observations()
+    policy_params = policy.init(jax.random.PRNGKey(0), observations)["params"]
+    value_params = value_head.init(jax.random.PRNGKey(1), observations)["params"]
+
+    joint = JointNumpyMLP.from_layers([policy.numpy_layers(policy_params), value_head.numpy_layers(value_params)],
+                                      "tanh")
+    head, values = joint(observations)
+    distribution = policy.distribution_numpy(policy_params, head)
+    expected = policy.apply_numpy(policy_params, observations)
+
+    # Only the summation order inside each matmul differs (the off-diagonal blocks add exact zeros).
+    for name in ("logits",) if discrete else ("mean", "log_std"):
+        np.testing.assert_allclose(getattr(distribution, name), getattr(expected, name), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values[..., 0], value_head.apply_numpy(value_params, observations), rtol=1e-5, atol=1e-6)
+
+
+def test_networks_of_different_depths_cannot_be_joined() -> None:
+    value_head, deeper = ValueHead(HIDDEN), ValueHead((8, 8, 8))
+    params = [network.init(jax.random.PRNGKey(0), _observations())["params"] for network in (value_head, deeper)]
+    with pytest.raises(ValueError, match="depths"):
+        JointNumpyMLP.from_layers([value_head.numpy_layers(params[0]), deeper.numpy_layers(params[1])], "tanh")
 
 
 def test_q_head_reads_the_action() -> None:

@@ -191,3 +191,41 @@ def test_return_normalizer_state_dict_round_trip_continues_identically() -> None
         rewards, ended = rng.normal(size=3), rng.random(3) < 0.3
         np.testing.assert_array_equal(restored(rewards, ended), normalizer(rewards, ended))
     np.testing.assert_array_equal(restored.discounted_returns, normalizer.discounted_returns)
+
+
+@given(_batches())
+@settings(deadline=None)
+def test_one_sample_updates_equal_the_general_merge_bit_for_bit(case: tuple[tuple[int, ...],
+                                                                            list[np.ndarray]]) -> None:
+    # The one-sample fast path must give exactly what the batch merge gives (runs resumed across versions and
+    # one-env vs vector-env code paths depend on it), so it is compared with the merge written out here.
+    shape, batches = case
+    stats = RunningMeanStd(shape)
+    mean, var, count = np.zeros(shape), np.ones(shape), 1e-4
+    for sample in np.concatenate(batches):
+        stats.update(sample[None])
+        batch = sample[None].astype(np.float64)
+        batch_mean = np.add.reduce(batch, axis=0) / 1
+        centered = batch - batch_mean
+        batch_var = np.add.reduce(centered * centered, axis=0) / 1
+        delta = batch_mean - mean
+        total = count + 1
+        mean = mean + delta * 1 / total
+        var = (var * count + batch_var * 1 + delta**2 * count * 1 / total) / total
+        count = total
+        np.testing.assert_array_equal(stats.mean, mean)
+        np.testing.assert_array_equal(stats.var, var)
+    assert stats.count == count
+
+
+def test_cached_std_follows_every_update_and_restore() -> None:
+    stats = RunningMeanStd((2,))
+    stats.update(np.array([[1.0, 4.0], [3.0, 0.0]]))
+    first = stats.normalize(np.array([2.0, 2.0]))
+    stats.update(np.array([10.0, -10.0]))
+    np.testing.assert_array_equal(stats.std(), np.sqrt(stats.var + 1e-8))
+    assert not np.array_equal(stats.normalize(np.array([2.0, 2.0])), first)
+    restored = RunningMeanStd((2,))
+    restored.std()
+    restored.load_state_dict(stats.state_dict())
+    np.testing.assert_array_equal(restored.std(), stats.std())

@@ -181,6 +181,37 @@ def test_vector_env_autoresets_in_the_same_step_with_the_true_final_observation(
         envs.close()
 
 
+def test_lean_sync_vector_env_steps_like_gymnasiums() -> None:
+    # Hopper falls within tens of steps under random actions and its time limit is shortened to 30
+    # steps, so terminations and truncations both occur, in some envs and not others.
+    num_envs, steps = 3, 200
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, num_envs, 3)).astype(np.float32)
+    lean = make_vector_env("Hopper-v5", num_envs, seed=4, max_episode_steps=30)
+    reference = gym.vector.SyncVectorEnv(
+        [lambda index=index: make_env("Hopper-v5", seed=4 + index, max_episode_steps=30) for index in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    assert type(lean).__name__ == "LeanSyncVectorEnv"
+    try:
+        np.testing.assert_array_equal(lean.reset()[0], reference.reset()[0])
+        seen = {"terminated": 0, "truncated": 0}
+        for action in actions:
+            *ours, our_info = lean.step(action)
+            *theirs, their_info = reference.step(action)
+            for mine, gymnasiums in zip(ours, theirs, strict=True):
+                np.testing.assert_array_equal(mine, gymnasiums)
+                assert mine.dtype == gymnasiums.dtype
+            ended = np.asarray(their_info.get("_final_obs", np.zeros(num_envs, bool)))
+            np.testing.assert_array_equal(our_info.get("_final_obs", np.zeros(num_envs, bool)), ended)
+            for index in np.flatnonzero(ended):
+                np.testing.assert_array_equal(our_info["final_obs"][index], their_info["final_obs"][index])
+            seen["terminated"] += int(ours[2].sum())
+            seen["truncated"] += int(ours[3].sum())
+        assert seen["terminated"] > 0 and seen["truncated"] > 0
+    finally:
+        lean.close()
+        reference.close()
+
+
 def test_vector_env_seeding_is_reproducible() -> None:
     def rollout(seed: int) -> list[np.ndarray]:
         envs = make_vector_env("Pendulum-v1", 3, seed=seed)

@@ -97,7 +97,8 @@ class DiagGaussian:
 
 def _gaussian_log_prob(xp: Any, value: Array, mean: Array, log_std: Array) -> Array:
     z = (value - mean) * xp.exp(-log_std)
-    return xp.sum(-0.5 * z**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
+    # The method, not xp.sum: the same reduction without numpy's Python-level dispatch (host rollouts).
+    return (-0.5 * z**2 - log_std - 0.5 * _LOG_2PI).sum(axis=-1)
 
 
 @struct.dataclass

@@ -23,12 +23,23 @@ class RunningMeanStd:
         self.mean = np.zeros(shape, dtype=np.float64)
         self.var = np.ones(shape, dtype=np.float64)
         self.count = float(epsilon)
+        # sqrt(var + epsilon) for the variance array it was computed from (``update`` replaces ``var``).
+        self._std: tuple[np.ndarray, float, np.ndarray] | None = None
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of samples (leading axis = samples) into the statistics."""
         batch = np.asarray(batch, dtype=np.float64).reshape((-1, *self.mean.shape))
         batch_count = batch.shape[0]
         if batch_count == 0:
+            return
+        if batch_count == 1:
+            # One env per step: the merge below with a zero batch variance, term by term, so the same
+            # floating-point result at half the numpy calls.
+            delta = batch[0] - self.mean
+            total = self.count + 1
+            self.mean = self.mean + delta / total
+            self.var = (self.var * self.count + delta**2 * self.count / total) / total
+            self.count = total
             return
         # The arithmetic of np.mean/np.var without their Python overhead (this runs every env step).
         batch_mean = np.add.reduce(batch, axis=0) / batch_count
@@ -43,10 +54,16 @@ class RunningMeanStd:
 
     def normalize(self, value: np.ndarray, clip: float | None = None, epsilon: float = 1e-8) -> np.ndarray:
         """``(value - mean) / sqrt(var + epsilon)``, optionally clipped to ``[-clip, clip]``, as float32."""
-        normalized = (np.asarray(value) - self.mean) / np.sqrt(self.var + epsilon)
+        normalized = (np.asarray(value) - self.mean) / self.std(epsilon)
         if clip is not None:
-            normalized = np.clip(normalized, -clip, clip)
+            normalized = np.minimum(np.maximum(normalized, -clip), clip)  # np.clip, without its Python overhead
         return normalized.astype(np.float32)
+
+    def std(self, epsilon: float = 1e-8) -> np.ndarray:
+        """``sqrt(var + epsilon)``, computed once per update of the statistics."""
+        if self._std is None or self._std[0] is not self.var or self._std[1] != epsilon:
+            self._std = (self.var, epsilon, np.sqrt(self.var + epsilon))
+        return self._std[2]
 
     def state_dict(self) -> dict[str, Any]:
         """The statistics, for checkpoints."""
@@ -94,8 +111,8 @@ class ReturnNormalizer:
     def scale(self, rewards: np.ndarray) -> np.ndarray:
         """Scale and clip ``rewards`` with the current statistics, without updating them (for
         learners that keep raw rewards and re-scale them before each update)."""
-        scaled = np.asarray(rewards) / np.sqrt(self.return_stats.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        scaled = np.asarray(rewards) / self.return_stats.std(self.epsilon)
+        return np.minimum(np.maximum(scaled, -self.clip), self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
         """The statistics and per-env returns, for checkpoints."""

@@ -672,7 +672,7 @@ class UniO4OnlineTrainer(PPOTrainer):
         optimizer = make_optimizer(config.max_grad_norm, config.learning_rate, config.value_learning_rate_scale)
         params = jax.tree_util.tree_map(jnp.asarray, params)
         self.state = PPOTrainState(params=params, opt_state=optimizer.init(params), key=self.state.key)
-        self._host_params = jax.device_get(self.state.params)
+        self._set_host_params(jax.device_get(self.state.params))
 
     def normalize(self, observations: np.ndarray) -> np.ndarray:
         """States standardised with the dataset's statistics (frozen, as offline)."""

@@ -40,7 +40,7 @@ from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.distributions import Array, Distribution
 from hybridrl.core.evaluation import evaluate_policy
 from hybridrl.core.logging import RunLogger
-from hybridrl.core.networks import CategoricalPolicy, GaussianPolicy, ValueHead
+from hybridrl.core.networks import CategoricalPolicy, GaussianPolicy, JointNumpyMLP, ValueHead
 from hybridrl.core.normalization import ReturnNormalizer, RunningMeanStd
 from hybridrl.core.rollout import RolloutBuffer
 from hybridrl.core.seeding import Seeder, generator_state, restore_generator
@@ -278,12 +278,19 @@ def _value_subtree_mask(params: dict[str, Any]) -> dict[str, Any]:
 def init_train_state(config: PPOConfig, networks: PPONetworks, observation_shape: tuple[int, ...],
                      key: jax.Array) -> PPOTrainState:
     """Fresh parameters and optimiser state."""
-    policy_key, value_key, shuffle_key = jax.random.split(key, 3)
-    dummy = jnp.zeros((1, *observation_shape), dtype=jnp.float32)
-    params = {"policy": networks.policy.init(policy_key, dummy)["params"],
-              "value": networks.value.init(value_key, dummy)["params"]}
     optimizer = make_optimizer(config.max_grad_norm, config.learning_rate, config.value_learning_rate_scale)
-    return PPOTrainState(params=params, opt_state=optimizer.init(params), key=shuffle_key)
+
+    # One compiled program: run op by op, the initialisers compile some forty small programs (each
+    # orthogonal init a QR of its own), about 2.5 s of a run's start-up (docs/performance.md).
+    @jax.jit
+    def init(key: jax.Array) -> PPOTrainState:
+        policy_key, value_key, shuffle_key = jax.random.split(key, 3)
+        dummy = jnp.zeros((1, *observation_shape), dtype=jnp.float32)
+        params = {"policy": networks.policy.init(policy_key, dummy)["params"],
+                  "value": networks.value.init(value_key, dummy)["params"]}
+        return PPOTrainState(params=params, opt_state=optimizer.init(params), key=shuffle_key)
+
+    return cast(PPOTrainState, init(key))
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,9 +440,31 @@ class PPOTrainer:
         self.next_observations, _ = self.envs.reset(seed=train_seed)
         if config.normalize_observations:
             self.observation_stats.update(self.next_observations)
-        self._host_params = jax.device_get(self.state.params)
+        self._set_host_params(jax.device_get(self.state.params))
 
     # -- policy on the host ------------------------------------------------------------------
+
+    def _set_host_params(self, params: dict[str, Any]) -> None:
+        """Take the parameters the rollouts use, and join policy and value into one numpy pass where
+        their depths match (:class:`~hybridrl.core.networks.JointNumpyMLP`)."""
+        self._host_params = params
+        policy, value = self.networks.policy, self.networks.value
+        policy_layers = policy.numpy_layers(params["policy"])
+        value_layers = value.numpy_layers(params["value"])
+        joinable = (policy_layers is not None and len(policy_layers) == len(value_layers)
+                    and policy.activation == value.activation)
+        self._policy_and_value = (JointNumpyMLP.from_layers([policy_layers, value_layers],
+                                                            policy.activation)
+                                  if joinable else None)
+
+    def policy_and_values(self, observations: np.ndarray) -> tuple[Distribution, np.ndarray]:
+        """The rollout policy's distribution and the values of (normalised) ``observations``, in numpy."""
+        params = self._host_params
+        if self._policy_and_value is None:
+            return (self.networks.policy.apply_numpy(params["policy"], observations),
+                    self.networks.value.apply_numpy(params["value"], observations))
+        head, values = self._policy_and_value(observations)
+        return self.networks.policy.distribution_numpy(params["policy"], head), values[..., 0]
 
     def normalize(self, observations: np.ndarray) -> np.ndarray:
         """Observations as the networks see them (normalised and clipped if configured)."""
@@ -453,18 +482,16 @@ class PPOTrainer:
     def collect_rollout(self) -> list[float]:
         """Fill the buffer with ``num_steps`` steps of every env; return finished episodes' returns."""
         config, buffer = self.config, self.buffer
-        policy, value = self.networks.policy, self.networks.value
-        policy_params, value_params = self._host_params["policy"], self._host_params["value"]
+        value, value_params = self.networks.value, self._host_params["value"]
         finished_returns: list[float] = []
         self.truncation_values.fill(0.0)
         for step in range(config.num_steps):
             observations = self.normalize(self.next_observations)
-            distribution = policy.apply_numpy(policy_params, observations)
+            distribution, buffer.values[step] = self.policy_and_values(observations)
             actions = distribution.sample_numpy(self.rng)
             buffer.observations[step] = observations
             buffer.actions[step] = actions
             buffer.log_probs[step] = distribution.log_prob(actions)
-            buffer.values[step] = value.apply_numpy(value_params, observations)
             rewards, terminated, ended, truncated_finals = self.step_envs(actions, finished_returns)
             if truncated_finals is not None:
                 cut, final = truncated_finals
@@ -493,7 +520,7 @@ class PPOTrainer:
             ``(mask, true final observations)`` of those envs (else None).
         """
         if isinstance(self.action_space, gym.spaces.Box):
-            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            actions = np.minimum(np.maximum(actions, self.action_space.low), self.action_space.high)
         self.next_observations, rewards, terminated, truncated, info = self.envs.step(actions)
         ended = terminated | truncated
         self.episode_returns += rewards
@@ -527,7 +554,8 @@ class PPOTrainer:
                                          value_learning_rate_scale=config.value_learning_rate_scale)
         self.iteration += 1
         # One transfer per iteration: parameters for the next rollout and the metrics.
-        self._host_params, host_metrics = jax.device_get((self.state.params, metrics))
+        host_params, host_metrics = jax.device_get((self.state.params, metrics))
+        self._set_host_params(host_params)
         explained = 1.0 - np.var(returns - self.buffer.values) / max(float(np.var(returns)), 1e-8)
         return {**{name: float(value) for name, value in host_metrics.items()},
                 "loss/explained_variance": float(explained)}
@@ -640,7 +668,7 @@ class PPOTrainer:
             self.next_observations = observations
         else:
             warnings.warn("checkpoint has no environment state; envs restart from a reset", stacklevel=2)
-        self._host_params = jax.device_get(self.state.params)
+        self._set_host_params(jax.device_get(self.state.params))
 
     def close(self) -> None:
         """Close the environments."""

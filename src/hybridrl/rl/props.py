@@ -526,7 +526,7 @@ class PROPSTrainer(PPOTrainer):
                                    opt_state=self.state.opt_state, key=self.state.key)
         self.observation_stats.load_state_dict(host["observation_stats"])
         self.freeze_observation_stats = True
-        self._host_params = jax.device_get(self.state.params)
+        self._set_host_params(jax.device_get(self.state.params))
 
     # -- collection ----------------------------------------------------------------------------
 
@@ -619,7 +619,8 @@ class PROPSTrainer(PPOTrainer):
                                          networks=self.networks, settings=self.settings,
                                          max_grad_norm=config.max_grad_norm,
                                          value_learning_rate_scale=config.value_learning_rate_scale)
-        self._host_params, host_metrics = jax.device_get((self.state.params, metrics))
+        host_params, host_metrics = jax.device_get((self.state.params, metrics))
+        self._set_host_params(host_params)
         explained = 1.0 - np.var(returns - values) / max(float(np.var(returns)), 1e-8)
         return {**{name: float(metric) for name, metric in host_metrics.items()},
                 "loss/explained_variance": float(explained), "buffer/transitions": float(size)}
