@@ -206,6 +206,7 @@ class AdversarialImitationTrainer(SACTrainer):
     algorithm = "imitation"
     divergence: DivergenceName = "js"
     config: ImitationConfig
+    fused_store_and_learn = False  # they relabel rewards and train a discriminator in their own calls
 
     def __init__(self, config: ImitationConfig, run_dir: Path, progress: bool = False) -> None:
         super().__init__(config, run_dir, progress)

@@ -45,7 +45,14 @@ from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead
-from hybridrl.core.replay import ReplayBuffer, TransitionStager, add_transitions, replay_buffer, replay_sample
+from hybridrl.core.replay import (
+    ReplayBuffer,
+    TransitionStager,
+    add_transitions,
+    replay_add,
+    replay_buffer,
+    replay_sample,
+)
 from hybridrl.core.seeding import Seeder, generator_state, restore_generator
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.envs.factory import check_env_id, make_env
@@ -217,16 +224,25 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
 def init_sac_state(networks: SACNetworks, settings: SACSettings, observation_dim: int, init_temperature: float,
                    key: jax.Array) -> SACState:
     """Fresh parameters (targets equal to the critic) and optimiser states."""
-    actor_key, critic_key, key = jax.random.split(key, 3)
-    observation = jnp.zeros((1, observation_dim), jnp.float32)
-    action = jnp.zeros((1, networks.actor.action_dim), jnp.float32)
-    critic_params = networks.critic.init(critic_key, observation, action)["params"]
-    params = {"actor": networks.actor.init(actor_key, observation)["params"], "critic": critic_params,
-              "target_critic": critic_params, "log_alpha": jnp.asarray(np.log(init_temperature), jnp.float32)}
     adam = _adam(settings.learning_rate)
-    return SACState(params=params, actor_opt_state=adam.init(params["actor"]),
-                    critic_opt_state=adam.init(params["critic"]), alpha_opt_state=adam.init(params["log_alpha"]),
-                    key=key)
+
+    # One compiled program: op by op, the orthogonal initialisers alone compile dozens of small
+    # programs, seconds of a run's start-up (docs/performance.md).
+    @jax.jit
+    def init(key: jax.Array) -> SACState:
+        actor_key, critic_key, key = jax.random.split(key, 3)
+        observation = jnp.zeros((1, observation_dim), jnp.float32)
+        action = jnp.zeros((1, networks.actor.action_dim), jnp.float32)
+        critic_params = networks.critic.init(critic_key, observation, action)["params"]
+        # The targets start as a copy (their own buffers), so the state can be donated to the update.
+        params = {"actor": networks.actor.init(actor_key, observation)["params"], "critic": critic_params,
+                  "target_critic": jax.tree_util.tree_map(jnp.copy, critic_params),
+                  "log_alpha": jnp.asarray(np.log(init_temperature), jnp.float32)}
+        return SACState(params=params, actor_opt_state=adam.init(params["actor"]),
+                        critic_opt_state=adam.init(params["critic"]), alpha_opt_state=adam.init(params["log_alpha"]),
+                        key=key)
+
+    return cast(SACState, init(key))
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,12 +313,8 @@ def sac_update(state: SACState, batch: TransitionBatch, *, networks: SACNetworks
                     alpha_opt_state=alpha_opt_state, key=key), metrics
 
 
-@functools.partial(jax.jit, static_argnames=("num_updates", "networks", "settings"))
-def sac_updates(state: SACState, buffer: ReplayBuffer, num_updates: int, *, networks: SACNetworks,
-                settings: SACSettings) -> tuple[SACState, Metrics]:
-    """``num_updates`` updates on minibatches drawn uniformly from ``buffer``, in one compiled scan;
-    returns the metrics of the last update."""
-
+def _replay_updates(state: SACState, buffer: ReplayBuffer, num_updates: int, networks: SACNetworks,
+                    settings: SACSettings) -> tuple[SACState, Metrics]:
     def one_update(state: SACState, _: None) -> tuple[SACState, Metrics]:
         key, sample_key = jax.random.split(state.key)
         batch = replay_sample(buffer, sample_key, settings.batch_size)
@@ -310,6 +322,26 @@ def sac_updates(state: SACState, buffer: ReplayBuffer, num_updates: int, *, netw
 
     state, metrics = jax.lax.scan(one_update, state, None, length=num_updates)
     return state, jax.tree_util.tree_map(lambda values: values[-1], metrics)
+
+
+@functools.partial(jax.jit, static_argnames=("num_updates", "networks", "settings"))
+def sac_updates(state: SACState, buffer: ReplayBuffer, num_updates: int, *, networks: SACNetworks,
+                settings: SACSettings) -> tuple[SACState, Metrics]:
+    """``num_updates`` updates on minibatches drawn uniformly from ``buffer``, in one compiled scan;
+    returns the metrics of the last update."""
+    return _replay_updates(state, buffer, num_updates, networks, settings)
+
+
+@functools.partial(jax.jit, static_argnames=("num_updates", "networks", "settings"),
+                   donate_argnames=("state", "buffer"))
+def sac_store_and_updates(state: SACState, buffer: ReplayBuffer, transitions: TransitionBatch, num_updates: int, *,
+                          networks: SACNetworks, settings: SACSettings
+                          ) -> tuple[SACState, ReplayBuffer, Metrics]:
+    """Add ``transitions`` to ``buffer``, then :func:`sac_updates`: the trainer's one compiled call per
+    learning step. ``state`` and ``buffer`` are donated (written in place; the caller's copies are gone)."""
+    buffer = replay_add(buffer, transitions)
+    state, metrics = _replay_updates(state, buffer, num_updates, networks, settings)
+    return state, buffer, metrics
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,7 +409,7 @@ class SACTrainer:
         self.last_eval_step = -1
         self.last_metrics: Metrics = {}
         self.observation, _ = self.env.reset(seed=self.train_seed)
-        self._host_actor = jax.device_get(self.state.params["actor"])
+        self.refresh_host_actor()
 
     # -- policy on the host --------------------------------------------------------------------
 
@@ -400,8 +432,9 @@ class SACTrainer:
         return self.actor_actions(observation[None], rng=self.rng)[0]
 
     def refresh_host_actor(self) -> None:
-        """Copy the actor's parameters to the host (after updates)."""
-        self._host_actor = jax.device_get(self.state.params["actor"])
+        """Copy the actor's parameters to the host (after updates): a copy, not a view of device memory,
+        because the next update is donated the state's buffers."""
+        self._host_actor = jax.tree_util.tree_map(np.array, jax.device_get(self.state.params["actor"]))
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -428,14 +461,32 @@ class SACTrainer:
         # collection steps): store what is staged so the run still ends at a boundary, with its
         # final evaluation and checkpoint.
         if call_complete or self.global_step >= self.config.total_steps:
-            self.store(self.staged.take(self.num_staged))
+            staged = self.staged.take(self.num_staged)
             self.num_staged = 0
             if call_complete and self.global_step >= self.config.learning_starts:
-                self.learn(self.config.updates_per_call)
+                self.store_and_learn(staged, self.config.updates_per_call)
+            else:
+                self.store(staged)
 
     def store(self, transitions: TransitionBatch) -> None:
         """Add staged transitions to the replay buffer."""
         self.buffer = add_transitions(self.buffer, transitions)
+
+    #: whether :meth:`store_and_learn` may fuse plain SAC's store and learn into one compiled call (a
+    #: subclass that overrides :meth:`store` or :meth:`learn` sets False)
+    fused_store_and_learn = True
+
+    def store_and_learn(self, transitions: TransitionBatch, num_updates: int) -> None:
+        """:meth:`store`, then :meth:`learn`: for plain SAC one compiled call, with state and buffer
+        donated, which saves a dispatch and a copy of the learner's state per update."""
+        if not self.fused_store_and_learn:
+            self.store(transitions)
+            self.learn(num_updates)
+            return
+        self.state, self.buffer, self.last_metrics = sac_store_and_updates(
+            self.state, self.buffer, transitions, num_updates, networks=self.networks, settings=self.settings)
+        self.num_updates += num_updates
+        self.refresh_host_actor()
 
     def learn(self, num_updates: int) -> None:
         """Run ``num_updates`` gradient updates."""
@@ -592,4 +643,4 @@ ALGORITHM = AlgorithmSpec(
 
 __all__ = ["ALGORITHM", "PRESETS", "ActionScaler", "SACConfig", "SACNetworks", "SACSettings", "SACState",
            "SACTrainer", "actor_loss", "critic_loss", "init_sac_state", "make_sac_networks", "sac_settings",
-           "sac_update", "sac_updates"]
+           "sac_store_and_updates", "sac_update", "sac_updates"]
