@@ -116,6 +116,31 @@ def test_existing_run_dir_with_other_config(finished_run: Path, capsys: pytest.C
                  "--total-steps", "4096"], "already holds a run with a different config", capsys)
 
 
+def test_seeds_for_an_algorithm_without_them_names_those_with(capsys: pytest.CaptureFixture[str]) -> None:
+    from hybridrl.algorithms import algorithm_names
+
+    without = next(name for name in algorithm_names() if get_algorithm(name).train_seeds is None)
+    _fails_with(["train", without, "--seeds", "2"], f"{without} cannot train several seeds in one process", capsys)
+    _fails_with(["train", without, "--seeds", "2"], "algorithms that can: bc, iql", capsys)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--seeds", "2", "--seed", "3"], "pass --first-seed K instead"),
+    (["--seeds", "2", "--seed=3"], "pass --first-seed K instead"),
+    (["--first-seed", "3"], "--first-seed K goes with --seeds N"),
+    (["--seeds", "0"], "--seeds must be positive"),
+])
+def test_seeds_options_that_do_not_fit(arguments: list[str], message: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    _fails_with(["train", "iql", *arguments], message, capsys)
+
+
+def test_train_help_explains_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--seeds N [--first-seed K]" in out and "Algorithms with --seeds: bc, iql" in out
+
+
 def test_help_lists_options_with_preset_defaults() -> None:
     completed = subprocess.run([sys.executable, "-m", "hybridrl", "train", "ppo", "--preset", "smoke", "--help"],
                                capture_output=True, text=True, timeout=120)

@@ -8,6 +8,9 @@ A run directory holds everything about one run::
       checkpoint.ckpt  the full train state, rewritten atomically at every checkpoint
       final.json       final metrics; its presence marks the run as finished
       tb/              TensorBoard event files
+
+Seeds trained together in one process (:func:`train_seeds`, ``hybridrl train ALGORITHM --seeds N``)
+get one such directory each, ``ROOT/seed<seed>/``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybridrl.algorithms import AlgorithmSpec, get_algorithm
+from hybridrl.algorithms import AlgorithmSpec, algorithm_names, get_algorithm
 from hybridrl.core import provenance
 from hybridrl.core.io import atomic_write_json
 from hybridrl.errors import ConfigError, RunDirectoryError
@@ -37,13 +41,15 @@ class RunResult:
     final: dict[str, Any]
 
 
-def default_run_dir(algorithm: str, config: Any) -> Path:
-    """``runs/<algorithm>/<env>-s<seed>-<timestamp>``, the folder a run gets when none is given."""
+def default_run_dir(algorithm: str, config: Any, seeds: Sequence[int] | None = None) -> Path:
+    """``runs/<algorithm>/<env>-s<seed>-<timestamp>``, the folder a run gets when none is given; for
+    ``seeds`` trained together, ``runs/<algorithm>/<env>-s<first>-<last>-<timestamp>``."""
     task = getattr(config, "env", None) or getattr(config, "dataset", None) or getattr(config, "task", None) \
         or getattr(config, "problem", None) or "run"
     environment = str(task).replace(":", "-").replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / algorithm / f"{environment}-s{getattr(config, 'seed', 0)}-{stamp}"
+    seed = f"{seeds[0]}-{seeds[-1]}" if seeds else getattr(config, "seed", 0)
+    return Path("runs") / algorithm / f"{environment}-s{seed}-{stamp}"
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -140,8 +146,8 @@ def execute_seeds(spec: AlgorithmSpec, configs: list[Any], run_dirs: list[Path],
     Each run directory gets its config, checkpoints and ``final.json`` as with :func:`execute`;
     finished runs are returned as they are, interrupted ones resume from their checkpoints.
     """
-    if spec.train_seeds is None:
-        raise ConfigError(f"{spec.name} cannot train vmapped seeds; run one seed per process")
+    check_trains_seeds(spec)
+    assert spec.train_seeds is not None
     pending = []
     for config, run_dir in zip(configs, run_dirs, strict=True):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +165,51 @@ def execute_seeds(spec: AlgorithmSpec, configs: list[Any], run_dirs: list[Path],
             final.setdefault("wall_time_s", elapsed / len(pending))
             _finish(spec, config, run_dir, final)
     return [RunResult(run_dir=run_dir, final=json.loads((run_dir / FINAL_FILE).read_text())) for run_dir in run_dirs]
+
+
+def seeds_algorithm_names() -> list[str]:
+    """Names of the algorithms that train several seeds in one process (their spec has ``train_seeds``)."""
+    return [name for name in algorithm_names() if get_algorithm(name).train_seeds is not None]
+
+
+def check_trains_seeds(spec: AlgorithmSpec) -> None:
+    """Raise :class:`ConfigError`, naming the algorithms that can, if ``spec`` cannot train seeds in one process."""
+    if spec.train_seeds is None:
+        raise ConfigError(f"{spec.name} cannot train several seeds in one process (--seeds); algorithms that can: "
+                          f"{', '.join(seeds_algorithm_names())}. Run one seed per process (--seed), or a sweep")
+
+
+def seed_run_dirs(root: Path, seeds: Sequence[int]) -> list[Path]:
+    """The run directories of ``seeds`` trained together under ``root``: ``root/seed<seed>``."""
+    return [root / f"seed{seed}" for seed in seeds]
+
+
+def train_seeds(algorithm: str, seeds: Sequence[int], preset: str = "cpu", run_dir: str | Path | None = None,
+                progress: bool = False, **overrides: Any) -> list[RunResult]:
+    """Train ``algorithm`` once per seed in this process, seeds vmapped; the Python twin of
+    ``hybridrl train ALGORITHM --seeds N --first-seed K`` (``seeds=range(K, K + N)``).
+
+    :param seeds: the runs' seeds; every other option is shared.
+    :param run_dir: the folder that holds one run directory per seed, ``run_dir/seed<seed>``
+        (default ``runs/<algorithm>/<env>-s<first>-<last>-<time>``). Calling again with the same
+        folder returns finished runs as they are and resumes interrupted ones.
+    :param overrides: config fields, as for :func:`train` (not ``seed``).
+    """
+    if "seed" in overrides:
+        raise ConfigError("pass the seeds as `seeds`, not `seed`")
+    spec = get_algorithm(algorithm)
+    return start_seeds(spec, spec.make_config(preset, **overrides), seeds, run_dir, progress)
+
+
+def start_seeds(spec: AlgorithmSpec, config: Any, seeds: Sequence[int], run_dir: str | Path | None = None,
+                progress: bool = False) -> list[RunResult]:
+    """Train ``config`` once per seed in this process (:func:`execute_seeds`), one run directory
+    per seed under ``run_dir`` (see :func:`train_seeds`)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds trained together must be distinct and at least one, got {list(seeds)}")
+    root = Path(run_dir) if run_dir is not None else default_run_dir(spec.name, config, seeds)
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
+    return execute_seeds(spec, configs, seed_run_dirs(root, seeds), progress)
 
 
 def train(algorithm: str, preset: str = "cpu", run_dir: str | Path | None = None,

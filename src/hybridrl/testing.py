@@ -58,3 +58,23 @@ def pause_then_resume(make_trainer: Callable[[], Any], stop_at_step: int,
     finally:
         resumed.close()
     return paused, resumed, final
+
+
+#: float32 unit round-off, ``u = 2**-24``.
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+
+
+def roundoff_tolerance(steps: int, summation_length: int) -> float:
+    """A relative tolerance for two float32 trainings that differ only in the order of their sums,
+    such as a seed trained alone and the same seed vmapped with others (XLA batches the matrix
+    products and may sum in another order), with the same random streams.
+
+    Per update, a sum of ``K`` terms in any order has a relative error of at most ``K u`` (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, Eq. 3.5, ``gamma_K``); ``steps`` updates add at
+    most ``steps`` such errors when training does not amplify them, which holds for short runs (a
+    long run can amplify round-off until seeds decorrelate, so compare short runs).
+
+    :param steps: gradient steps of the compared runs.
+    :param summation_length: the longest sum in one update (batch size or widest layer).
+    """
+    return steps * summation_length * FLOAT32_UNIT_ROUNDOFF

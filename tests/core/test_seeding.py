@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridrl.core.seeding import Seeder, generator_state, restore_generator
+from hybridrl.core.seeding import Seeder, generator_state, restore_generator, seed_devices, seed_sharding
 
 SEEDS = st.integers(0, 2**63 - 1)
 NAMES = st.text(min_size=1, max_size=24)
@@ -115,3 +115,16 @@ def test_restore_generator_keeps_the_bit_generator_kind() -> None:
     restored = restore_generator(generator_state(rng))
     assert isinstance(restored.bit_generator, np.random.MT19937)
     np.testing.assert_array_equal(restored.random(5), rng.random(5))
+
+
+@given(seeds=st.integers(1, 64), devices=st.integers(1, 16))
+def test_seeds_are_split_evenly_over_as_many_devices_as_possible(seeds: int, devices: int) -> None:
+    count = seed_devices(seeds, devices)
+    assert 1 <= count <= min(seeds, devices) and seeds % count == 0
+    assert not any(seeds % more == 0 for more in range(count + 1, min(seeds, devices) + 1))
+
+
+def test_one_device_keeps_the_seeds_together() -> None:
+    assert seed_devices(4, 2) == 2 and seed_devices(3, 2) == 1 and seed_devices(6, 4) == 3
+    if len(jax.local_devices()) == 1:
+        assert seed_sharding(4) is None

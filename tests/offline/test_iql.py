@@ -5,7 +5,12 @@ extraction on a bandit, the advantage's choice of Q, and determinism."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +314,88 @@ def runs_metrics(run_dir: Path) -> list[dict[str, Any]]:
     from hybridrl.core.logging import read_metrics
 
     return read_metrics(run_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds trained together
+# --------------------------------------------------------------------------------------------
+
+
+def random_transitions(size: int = 512, observation_dim: int = 5, action_dim: int = 2) -> TransitionBatch:
+    rng = np.random.default_rng(0)
+    return batch(observations=rng.normal(size=(size, observation_dim)), actions=rng.uniform(-1, 1, (size, action_dim)),
+                 rewards=rng.normal(size=size), next_observations=rng.normal(size=(size, observation_dim)),
+                 terminations=rng.random(size) < 0.05, truncations=np.zeros(size, bool))
+
+
+def flat_params(state: Any) -> np.ndarray:
+    parts = (state.q_params, state.target_q_params, state.value_params, state.policy_params)
+    return np.concatenate([np.ravel(np.asarray(leaf, np.float64)) for leaf in jax.tree_util.tree_leaves(parts)])
+
+
+def test_seeds_trained_together_match_seeds_trained_alone() -> None:
+    from hybridrl.offline.common import train_steps_over_seeds
+    from hybridrl.testing import roundoff_tolerance
+
+    data, steps = random_transitions(), 100
+    settings = small_settings(q_hidden=(32, 32), value_hidden=(32, 32), policy_hidden=(32, 32), batch_size=64)
+    networks = make_iql_networks(settings, 2)
+    train_steps = functools.partial(iql_train_steps, networks=networks, settings=settings, train_policy=True)
+    starts = [init_iql_state(networks, settings, 5, 2, jax.random.PRNGKey(seed)) for seed in (0, 1, 2)]
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *starts)
+    together, together_metrics = jax.jit(functools.partial(train_steps_over_seeds, train_steps),
+                                         static_argnames="num_steps")(stacked, data, num_steps=steps)
+    alone = [train_steps(start, data, steps) for start in starts]
+    # The group and the alone runs differ only in the order of float32 sums (same minibatches, same init).
+    tolerance = roundoff_tolerance(steps, summation_length=64)
+    for index, (state, metrics) in enumerate(alone):
+        grouped = jax.tree_util.tree_map(lambda leaf, index=index: leaf[index], together)
+        # Each seed's random stream is the one it has alone: the same key after the same draws.
+        assert_trees_equal(grouped.key, state.key)
+        assert int(grouped.step) == int(state.step) == steps
+        difference = np.linalg.norm(flat_params(grouped) - flat_params(state))
+        assert difference <= tolerance * np.linalg.norm(flat_params(state))
+        # The tolerance is far below what another seed changes, so a mixed-up seed would fail.
+        other_seed = np.linalg.norm(flat_params(alone[(index + 1) % 3][0]) - flat_params(state))
+        assert tolerance * np.linalg.norm(flat_params(state)) < 1e-2 * other_seed
+        for name, value in metrics.items():
+            np.testing.assert_allclose(together_metrics[name][index], value, rtol=tolerance, atol=tolerance,
+                                       err_msg=name)
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_hybridrl_train_iql_seeds_writes_one_run_dir_per_seed_like_a_single_run(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.cli import main
+    from hybridrl.testing import metrics_without_timing, roundoff_tolerance
+
+    root = tmp_path / "group"
+    command = ["train", "iql", "--preset", "smoke", "--dataset", "hopper-medium-v5", "--seeds", "2", "--first-seed",
+               "2", "--run-dir", str(root), "--no-progress"]
+    # The real entry point, in a process of its own: with two cores it spreads the seeds over two CPU devices.
+    completed = subprocess.run([sys.executable, "-m", "hybridrl", *command], capture_output=True, text=True,
+                               timeout=300, env={**os.environ, "HYBRIDRL_COMPILATION_CACHE": "0"})
+    assert completed.returncode == 0, completed.stderr
+    assert "2 seeds (2-3): eval return" in completed.stdout
+    alone = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=3, run_dir=tmp_path / "alone")
+    grouped = root / "seed3"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.ckpt", "final.json", "learning_curve.png"):
+        assert (grouped / name).is_file(), name
+    assert any((grouped / "tb").iterdir())
+    assert runs.read_run_config(grouped) == runs.read_run_config(alone.run_dir)
+    # Same log lines, values equal up to the round-off of 200 steps of batch-64, 32-wide updates.
+    tolerance = roundoff_tolerance(200, summation_length=64)
+    grouped_metrics, alone_metrics = metrics_without_timing(grouped), metrics_without_timing(alone.run_dir)
+    assert [sorted(line) for line in grouped_metrics] == [sorted(line) for line in alone_metrics]
+    for grouped_line, alone_line in zip(grouped_metrics, alone_metrics, strict=True):
+        for key, value in alone_line.items():
+            np.testing.assert_allclose(grouped_line[key], value, rtol=tolerance, atol=tolerance, err_msg=key)
+    final = json.loads((grouped / "final.json").read_text())
+    assert final["seed"] == 3 and final["env"] == "Hopper-v5" and final["step"] == 200
+    # `hybridrl eval` and `resume` treat a seed's directory as any run's.
+    evaluation = runs.evaluate(grouped)
+    assert evaluation["eval/return_mean"] == final["eval/return_mean"]
+    assert runs.resume(grouped).final == final
+    # The same command again finds every seed finished.
+    assert main(command) == 0
+    assert json.loads((grouped / "final.json").read_text()) == final

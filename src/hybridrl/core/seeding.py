@@ -4,12 +4,16 @@ Nothing in hybridrl touches global random state. A run derives everything it nee
 :class:`Seeder`: JAX PRNG keys for parameter initialisation and updates, numpy generators for
 rollouts and minibatch order, and integer seeds for environments. Streams are derived with
 :class:`numpy.random.SeedSequence` so adding a stream never changes the others.
+
+Runs that differ only in their seed can train in one process, vmapped over seeds
+(``hybridrl train ALGORITHM --seeds N``); :func:`seed_sharding` spreads them over the local devices.
 """
 
 from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 class Seeder:
@@ -55,3 +59,31 @@ def restore_generator(state: dict) -> np.random.Generator:
     bit_generator = getattr(np.random, bit_generator_name)()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds trained in one process: the devices they run on
+# --------------------------------------------------------------------------------------------
+
+
+def seed_devices(seeds: int, devices: int) -> int:
+    """How many devices ``seeds`` trained together are spread over: the most, up to ``devices``,
+    that hold equal shares of the seeds."""
+    return max(count for count in range(1, min(seeds, devices) + 1) if seeds % count == 0)
+
+
+def seed_sharding(seeds: int) -> tuple[NamedSharding, NamedSharding] | None:
+    """Where the stacked states of ``seeds`` go (split over :func:`seed_devices` local devices) and
+    where the dataset goes (a copy on each); None for one device.
+
+    On CPU, JAX shows one device unless told otherwise (``jax_num_cpu_devices``, which
+    ``hybridrl train --seeds N`` sets to the cores that share the seeds). The devices then run their
+    seeds' updates side by side, each about one core's worth, instead of splitting every matrix
+    product of all seeds over the cores with a synchronisation per product.
+    """
+    devices = jax.local_devices()
+    count = seed_devices(seeds, len(devices))
+    if count == 1:
+        return None
+    mesh = Mesh(np.array(devices[:count]), ("seed",))
+    return NamedSharding(mesh, PartitionSpec("seed")), NamedSharding(mesh, PartitionSpec())

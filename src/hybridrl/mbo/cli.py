@@ -79,7 +79,7 @@ def _run(rest: list[str]) -> int:
     root = Path(known.run_dir or f"runs/mbo/{config.task}/{config.optimizer}-{config.regularizer}")
     seeds = range(known.first_seed, known.first_seed + known.seeds)
     configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
-    results = runs.execute_seeds(spec, configs, [root / f"seed{seed}" for seed in seeds], progress=known.progress)
+    results = runs.execute_seeds(spec, configs, runs.seed_run_dirs(root, seeds), progress=known.progress)
     summary = summarize_runs([result.final for result in results])
     summary = {"task": config.task, "optimizer": config.optimizer, "regularizer": config.regularizer,
                "preset": known.preset, "command": "hybridrl mbo run " + " ".join(rest), **summary}

@@ -57,7 +57,15 @@ from hybridrl.core.networks import Ensemble, GaussianPolicy, member_params
 from hybridrl.core.seeding import Seeder
 from hybridrl.data.dataset import TransitionBatch, sample_transitions
 from hybridrl.errors import ConfigError
-from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, gaussian_mean_policy, host_scalars
+from hybridrl.offline.common import (
+    OfflineConfig,
+    OfflineData,
+    OfflineTrainer,
+    Stage,
+    gaussian_mean_policy,
+    host_scalars,
+    train_seeds,
+)
 
 Metrics = dict[str, jax.Array]
 Diversity = Literal["paper", "kl", "none"]
@@ -433,8 +441,9 @@ class BCTrainer(OfflineTrainer):
 
     algorithm = "bc"
 
-    def __init__(self, config: BCConfig, run_dir: Path, progress: bool = False) -> None:
-        super().__init__(config, run_dir, progress)
+    def __init__(self, config: BCConfig, run_dir: Path, progress: bool = False,
+                 data: OfflineData | None = None) -> None:
+        super().__init__(config, run_dir, progress, data)
         self.config: BCConfig = config
         self.settings = BCSettings(num_members=config.num_members, hidden=config.hidden,
                                    activation=config.activation, learning_rate=config.learning_rate,
@@ -448,9 +457,12 @@ class BCTrainer(OfflineTrainer):
         return [Stage("bc", self.config.steps, self._train_chunk)]
 
     def _train_chunk(self, steps: int) -> dict[str, float]:
-        self.state, metrics = bc_train_steps(self.state, self.data.transitions, steps, networks=self.networks,
-                                             settings=self.settings)
+        self.state, metrics = self.train_steps(self.state, self.data.transitions, steps)
         return host_scalars(metrics)
+
+    def train_steps(self, state: BCState, data: TransitionBatch, num_steps: int) -> tuple[BCState, Metrics]:
+        """``num_steps`` gradient steps from ``state`` (pure; seeds trained together vmap it)."""
+        return bc_train_steps(state, data, num_steps, networks=self.networks, settings=self.settings)
 
     def deterministic_policy(self) -> ActFunction:
         """Member 0's mean action for raw observations."""
@@ -469,5 +481,10 @@ def _make_trainer(config: BCConfig, run_dir: Path, progress: bool) -> BCTrainer:
     return BCTrainer(config, run_dir, progress)
 
 
+def _train_seeds(configs: list[BCConfig], run_dirs: list[Path], progress: bool) -> list[dict[str, Any]]:
+    return train_seeds(BCTrainer, configs, run_dirs, progress)
+
+
 ALGORITHM = AlgorithmSpec(name="bc", config_cls=BCConfig, presets=BC_PRESETS, make_trainer=_make_trainer,
-                          summary="Behaviour cloning (Gaussian NLL), single or a Uni-O4 ensemble")
+                          summary="Behaviour cloning (Gaussian NLL), single or a Uni-O4 ensemble",
+                          train_seeds=_train_seeds)

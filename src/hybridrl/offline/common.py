@@ -7,12 +7,19 @@ compiled ``lax.scan`` and returns host scalars, so the host syncs once per chunk
 each chunk, evaluates the policy in the real environment every ``eval_interval`` steps, and
 checkpoints every ``checkpoint_interval`` steps and at every stage boundary, so an interrupted
 run resumes inside the stage it was in.
+
+Seeds in one process (``hybridrl train iql --seeds N``): a one-stage learner that writes its chunk
+as a pure function, :meth:`OfflineTrainer.train_steps`, trains runs that differ only in their seed
+together (:func:`train_seeds`). Their states are stacked on a leading seed axis and the chunk is
+vmapped over it, with the dataset on the device once; each seed keeps its own trainer (run
+directory, log, evaluation environment, checkpoint), and the loop is the one a single run uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.evaluation import ActFunction, evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import GaussianPolicy, Params
+from hybridrl.core.seeding import seed_sharding
 from hybridrl.data.dataset import Dataset, TransitionBatch
 from hybridrl.data.loading import load_dataset
 from hybridrl.envs.factory import make_env
@@ -198,11 +206,14 @@ class OfflineTrainer:
 
     algorithm = "offline"
 
-    def __init__(self, config: OfflineConfig, run_dir: Path, progress: bool = False) -> None:
+    def __init__(self, config: OfflineConfig, run_dir: Path, progress: bool = False,
+                 data: OfflineData | None = None) -> None:
+        """:param data: the config's dataset, already loaded (seeds trained together share one copy)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.data = load_offline_data(config.dataset, config.env, config.normalize_states, config.max_episodes)
+        self.data = data or load_offline_data(config.dataset, config.env, config.normalize_states,
+                                              config.max_episodes)
         self.env_id = self.data.env_id
         # Demonstrations of DMC tasks are recorded with an action repeat; evaluate with the same.
         self.eval_env = make_env(self.env_id, action_repeat=self.data.dataset.action_repeat)
@@ -233,6 +244,12 @@ class OfflineTrainer:
     def restore_checkpoint_state(self, state: Any) -> None:
         """Take back :meth:`checkpoint_state` output."""
         raise NotImplementedError
+
+    def train_steps(self, state: Any, data: TransitionBatch, num_steps: int) -> tuple[Any, dict[str, jax.Array]]:
+        """Pure and jittable: ``num_steps`` gradient steps of a one-stage learner from ``state`` (its
+        :meth:`checkpoint_state`) on ``data``; the new state and device metrics. A learner that
+        defines it can train several seeds in one process (:func:`train_seeds`)."""
+        raise NotImplementedError(f"{self.algorithm} does not train seeds in one process")
 
     def host_state(self) -> dict[str, Any]:
         """Host-side state for checkpoints (a learner may add to it)."""
@@ -284,42 +301,10 @@ class OfflineTrainer:
         :param stop_at_step: pause (with a checkpoint) at the first chunk boundary at or after this
             gradient step, returning ``{"step": ..., "paused": True}``; resume with a new trainer.
         """
-        config = self.config
-        stages = self.stages()
-        total = sum(stage.total_steps for stage in stages)
-        logger = RunLogger(self.run_dir, total, start_step=self.step, progress=self.progress, elapsed=self.elapsed)
-        try:
-            stage_start = 0
-            for stage in stages:
-                stage_end = stage_start + stage.total_steps
-                chunk = stage.chunk_size or config.log_interval
-                while self.step < stage_end:
-                    previous = self.step
-                    steps = min(chunk, stage_end - self.step)
-                    scalars = stage.run_chunk(steps)
-                    self.step += steps
-                    self.elapsed = logger.elapsed
-                    logger.log(self.step, {f"{stage.name}/{name}" if "/" not in name else name: value
-                                           for name, value in scalars.items()})
-                    if stage.evaluate and interval_crossed(previous, self.step, config.eval_interval):
-                        self._evaluate_and_log(logger)
-                    pause = stop_at_step is not None and self.step >= stop_at_step
-                    if pause or self.step == stage_end or interval_crossed(previous, self.step,
-                                                                           config.checkpoint_interval):
-                        self.save_checkpoint()
-                    logger.update_progress(self.step)
-                    if pause and self.step < total:
-                        return {"step": self.step, "paused": True}
-                stage_start = stage_end
-            self.after_stages()
-            if self.last_eval_step != self.step:
-                self._evaluate_and_log(logger)
-                self.save_checkpoint()
-        finally:
-            logger.close()
-        return {"step": self.step, **self.last_eval, **self.final_metrics(), "wall_time_s": self.elapsed}
+        return train_in_lockstep([self], lambda stage, steps: [stage.run_chunk(steps)], stop_at_step)[0]
 
-    def _evaluate_and_log(self, logger: RunLogger) -> None:
+    def evaluate_and_log(self, logger: RunLogger) -> None:
+        """Evaluate with ``eval_episodes`` episodes and log the result at the current step."""
         self.last_eval, self.last_eval_step = self.evaluate(self.config.eval_episodes), self.step
         logger.log(self.step, self.last_eval)
 
@@ -341,6 +326,175 @@ class OfflineTrainer:
     def close(self) -> None:
         """Close the evaluation environment."""
         self.eval_env.close()
+
+
+def train_in_lockstep(trainers: Sequence[OfflineTrainer],
+                      run_chunk: Callable[[Stage, int], list[dict[str, float]]],
+                      stop_at_step: int | None = None) -> list[dict[str, Any]]:
+    """The loop of :meth:`OfflineTrainer.train`, for one run or for seeds trained together.
+
+    The trainers are at the same step and share their stages (those of the first). ``run_chunk(stage,
+    n)`` performs the next ``n`` steps of every run and returns each run's host scalars; logging,
+    evaluation and checkpoints are then done per run, each in its own run directory.
+
+    :param stop_at_step: pause (with checkpoints) at the first chunk boundary at or after this step,
+        returning ``{"step": ..., "paused": True}`` per run.
+    :returns: each run's final metrics, in order.
+    """
+    lead = trainers[0]
+    config = lead.config
+    stages = lead.stages()
+    total = sum(stage.total_steps for stage in stages)
+    loggers = [RunLogger(trainer.run_dir, total, start_step=trainer.step, progress=trainer.progress,
+                         elapsed=trainer.elapsed) for trainer in trainers]
+    runs = list(zip(trainers, loggers, strict=True))
+    try:
+        stage_start = 0
+        for stage in stages:
+            stage_end = stage_start + stage.total_steps
+            chunk = stage.chunk_size or config.log_interval
+            while lead.step < stage_end:
+                previous = lead.step
+                steps = min(chunk, stage_end - previous)
+                scalars = run_chunk(stage, steps)
+                step = previous + steps
+                pause = stop_at_step is not None and step >= stop_at_step
+                checkpoint = pause or step == stage_end or interval_crossed(previous, step, config.checkpoint_interval)
+                for (trainer, logger), run_scalars in zip(runs, scalars, strict=True):
+                    trainer.step = step
+                    trainer.elapsed = logger.elapsed
+                    logger.log(step, {f"{stage.name}/{name}" if "/" not in name else name: value
+                                      for name, value in run_scalars.items()})
+                    if stage.evaluate and interval_crossed(previous, step, config.eval_interval):
+                        trainer.evaluate_and_log(logger)
+                    if checkpoint:
+                        trainer.save_checkpoint()
+                    logger.update_progress(step)
+                if pause and step < total:
+                    return [{"step": step, "paused": True} for _ in trainers]
+            stage_start = stage_end
+        for trainer, logger in runs:
+            trainer.after_stages()
+            if trainer.last_eval_step != trainer.step:
+                trainer.evaluate_and_log(logger)
+                trainer.save_checkpoint()
+    finally:
+        for logger in loggers:
+            logger.close()
+    return [{"step": trainer.step, **trainer.last_eval, **trainer.final_metrics(), "wall_time_s": trainer.elapsed}
+            for trainer in trainers]
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds in one process
+# --------------------------------------------------------------------------------------------
+
+
+TrainSteps = Callable[[Any, TransitionBatch, int], tuple[Any, dict[str, jax.Array]]]
+
+
+def train_steps_over_seeds(train_steps: TrainSteps, states: Any, data: TransitionBatch,
+                           num_steps: int) -> tuple[Any, dict[str, jax.Array]]:
+    """``train_steps`` of every seed at once, vmapped: ``states`` stacked on a leading seed axis,
+    ``data`` shared (jit the caller, with ``num_steps`` static). Each seed draws its minibatches from
+    its own key, so its random stream is the one it has when trained alone; only the float round-off
+    of the batched matrix products differs.
+
+    :param train_steps: a learner's :meth:`OfflineTrainer.train_steps`.
+    :returns: the new stacked states and each metric with a leading seed axis.
+    """
+    return jax.vmap(lambda state: train_steps(state, data, num_steps))(states)
+
+
+@functools.partial(jax.jit, static_argnames=("count",))
+def _unstack(tree: Any, count: int) -> list[Any]:
+    return [jax.tree_util.tree_map(lambda leaf, index=index: leaf[index], tree) for index in range(count)]
+
+
+class SeedGroup:
+    """Runs of a one-stage offline learner that differ only in their seed, trained together.
+
+    The group holds the runs' states stacked on a seed axis (split over the local devices where
+    there are several, :func:`seed_sharding`) and advances them with :func:`train_steps_over_seeds`;
+    after every chunk each trainer gets its seed's state back, so evaluation, checkpoints and the
+    final metrics are those of a single run.
+
+    :param trainers: one trainer per seed, at the same step, sharing one :class:`OfflineData`.
+    """
+
+    def __init__(self, trainers: Sequence[OfflineTrainer]) -> None:
+        if len(trainers[0].stages()) != 1:
+            raise ConfigError(f"{trainers[0].algorithm} has several stages; it cannot train seeds in one process")
+        self.trainers = list(trainers)
+        self.states = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
+                                             *[trainer.checkpoint_state() for trainer in self.trainers])
+        self.data = self.trainers[0].data.transitions
+        sharding = seed_sharding(len(self.trainers))
+        if sharding is not None:
+            self.states, self.data = jax.device_put(self.states, sharding[0]), jax.device_put(self.data, sharding[1])
+        # Compiled once per chunk length; the program lives (and is freed) with the group.
+        self._train_steps = jax.jit(functools.partial(train_steps_over_seeds, self.trainers[0].train_steps),
+                                    static_argnames=("num_steps",))
+
+    def run_chunk(self, steps: int) -> list[dict[str, float]]:
+        """The next ``steps`` gradient steps of every seed; each seed's host scalars."""
+        self.states, metrics = self._train_steps(self.states, self.data, num_steps=steps)
+        for trainer, state in zip(self.trainers, _unstack(self.states, len(self.trainers)), strict=True):
+            trainer.restore_checkpoint_state(state)
+        metrics = jax.device_get(metrics)
+        return [host_scalars({name: value[index] for name, value in metrics.items()})
+                for index in range(len(self.trainers))]
+
+    def train(self, stop_at_step: int | None = None) -> list[dict[str, Any]]:
+        """Train every seed to the end (see :meth:`OfflineTrainer.train`); each run's final metrics,
+        its ``wall_time_s`` being its share of the group's."""
+        finals = train_in_lockstep(self.trainers, lambda _, steps: self.run_chunk(steps), stop_at_step)
+        for final in finals:
+            if "wall_time_s" in final:  # absent from a paused run's
+                final["wall_time_s"] /= len(self.trainers)
+        return finals
+
+
+def train_seeds(make_trainer: Callable[..., OfflineTrainer], configs: Sequence[OfflineConfig],
+                run_dirs: Sequence[Path], progress: bool = False) -> list[dict[str, Any]]:
+    """The ``train_seeds`` hook (:class:`~hybridrl.algorithms.AlgorithmSpec`) of a one-stage offline
+    learner: train runs that differ only in their seed in this process, seeds vmapped.
+
+    The dataset is loaded once. Each run resumes from its checkpoint when it has one; runs whose
+    checkpoints stopped at different steps (an interruption between two runs' writes) are trained
+    in separate groups, one per step.
+
+    :param make_trainer: ``(config, run_dir, progress, data=...) -> trainer``, e.g. the trainer class.
+    :param configs: one config per run, equal but for ``seed``.
+    :param run_dirs: one run directory per config (its ``config.json`` already written).
+    :param progress: show a progress bar (of the first run).
+    :returns: each run's final metrics, in order.
+    """
+    if not configs or len(configs) != len(run_dirs):
+        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
+    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
+        raise ConfigError("runs trained together must differ only in their seed")
+    first = configs[0]
+    data = load_offline_data(first.dataset, first.env, first.normalize_states, first.max_episodes)
+    trainers = [make_trainer(config, Path(run_dir), progress and index == 0, data=data)
+                for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True))]
+    try:
+        for trainer in trainers:
+            checkpoint = trainer.run_dir / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainer.load_checkpoint(checkpoint)
+        by_step: dict[int, list[int]] = {}
+        for index, trainer in enumerate(trainers):
+            by_step.setdefault(trainer.step, []).append(index)
+        finals: list[dict[str, Any]] = [{} for _ in trainers]
+        for _, indices in sorted(by_step.items()):
+            group = SeedGroup([trainers[index] for index in indices])
+            for index, final in zip(indices, group.train(), strict=True):
+                finals[index] = {"env": trainers[index].env_id, **final}
+    finally:
+        for trainer in trainers:
+            trainer.close()
+    return finals
 
 
 def gaussian_mean_policy(policy: GaussianPolicy, params: Params, normalizer: StateNormalizer) -> ActFunction:

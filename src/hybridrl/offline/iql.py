@@ -52,7 +52,15 @@ from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead, ValueHead
 from hybridrl.core.seeding import Seeder
 from hybridrl.data.dataset import TransitionBatch, sample_transitions
 from hybridrl.errors import ConfigError
-from hybridrl.offline.common import OfflineConfig, OfflineTrainer, Stage, gaussian_mean_policy, host_scalars
+from hybridrl.offline.common import (
+    OfflineConfig,
+    OfflineData,
+    OfflineTrainer,
+    Stage,
+    gaussian_mean_policy,
+    host_scalars,
+    train_seeds,
+)
 
 Metrics = dict[str, jax.Array]
 
@@ -576,8 +584,9 @@ class IQLTrainer(OfflineTrainer):
 
     algorithm = "iql"
 
-    def __init__(self, config: IQLConfig, run_dir: Path, progress: bool = False) -> None:
-        super().__init__(config, run_dir, progress)
+    def __init__(self, config: IQLConfig, run_dir: Path, progress: bool = False,
+                 data: OfflineData | None = None) -> None:
+        super().__init__(config, run_dir, progress, data)
         self.config: IQLConfig = config
         self.settings = IQLSettings(
             q_hidden=config.q_hidden, value_hidden=config.value_hidden, policy_hidden=config.policy_hidden,
@@ -595,9 +604,13 @@ class IQLTrainer(OfflineTrainer):
         return [Stage("iql", self.config.steps, self._train_chunk)]
 
     def _train_chunk(self, steps: int) -> dict[str, float]:
-        self.state, metrics = iql_train_steps(self.state, self.data.transitions, steps, networks=self.networks,
-                                              settings=self.settings, train_policy=True)
+        self.state, metrics = self.train_steps(self.state, self.data.transitions, steps)
         return host_scalars(metrics)
+
+    def train_steps(self, state: IQLState, data: TransitionBatch, num_steps: int) -> tuple[IQLState, Metrics]:
+        """``num_steps`` joint critic and policy steps from ``state`` (pure; seeds trained together vmap it)."""
+        return iql_train_steps(state, data, num_steps, networks=self.networks, settings=self.settings,
+                               train_policy=True)
 
     def deterministic_policy(self) -> ActFunction:
         """The AWR policy's mean action for raw observations."""
@@ -616,5 +629,10 @@ def _make_trainer(config: IQLConfig, run_dir: Path, progress: bool) -> IQLTraine
     return IQLTrainer(config, run_dir, progress)
 
 
+def _train_seeds(configs: list[IQLConfig], run_dirs: list[Path], progress: bool) -> list[dict[str, Any]]:
+    return train_seeds(IQLTrainer, configs, run_dirs, progress)
+
+
 ALGORITHM = AlgorithmSpec(name="iql", config_cls=IQLConfig, presets=IQL_PRESETS, make_trainer=_make_trainer,
-                          summary="Implicit Q-Learning with advantage-weighted policy extraction (offline)")
+                          summary="Implicit Q-Learning with advantage-weighted policy extraction (offline)",
+                          train_seeds=_train_seeds)
