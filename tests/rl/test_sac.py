@@ -1,5 +1,5 @@
 """SAC: the critic's target against an independent numpy computation, the action scaling, config
-errors, learning Pendulum, an exactly resumable run, and the command line."""
+errors, learning Pendulum, an exactly resumable run, the command line, and seeds trained together."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ from hybridrl.rl.sac import (
     init_sac_state,
     make_sac_networks,
     sac_settings,
+    train_seeds,
 )
-from hybridrl.testing import assert_trees_equal, metrics_without_timing, pause_then_resume
+from hybridrl.testing import assert_trees_equal, metrics_without_timing, pause_then_resume, roundoff_tolerance
 
 SPEC = get_algorithm("sac")
 # Pendulum-v1's sizes and the smoke preset's widths: the eager initialisation compiles once for the file.
@@ -238,3 +239,123 @@ def test_budget_that_ends_mid_call_still_evaluates_and_checkpoints(tmp_path: Pat
     finally:
         trainer.close()
     assert host["global_step"] == 301 and int(state["replay"].size) == 301
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds trained together
+# --------------------------------------------------------------------------------------------
+
+
+def checkpoint_state(run_dir: Path, config: SACConfig) -> tuple[Any, dict[str, Any]]:
+    """The device state (on the host) and host state of a SAC run's checkpoint."""
+    trainer = SACTrainer(config, run_dir)
+    try:
+        state, host, _, _ = load_checkpoint(run_dir / "checkpoint.ckpt", algorithm="sac",
+                                            template=trainer.checkpoint_state())
+    finally:
+        trainer.close()
+    return jax.device_get(state), host
+
+
+def flat_params(state: Any) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(leaf, np.float64)) for leaf in jax.tree_util.tree_leaves(state.params)])
+
+
+#: Seeds trained together in these tests: 200 warm-up steps, then 101 updates. Short, because over longer
+#: runs the actions' round-off differences feed back through the env and training and grow far past the
+#: round-off bound (on Pendulum, from about 1e-8 after 101 updates to about 1e-3 after 401 and 801).
+SEEDS, GROUP_STEPS = [1, 2], 300
+
+
+def group_config(seed: int = 1) -> SACConfig:
+    return smoke_config(seed=seed, total_steps=GROUP_STEPS)
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Smoke SAC on Pendulum-v1 for seeds 1 and 2 in one process, by ``hybridrl train sac --seeds 2``."""
+    root = tmp_path_factory.mktemp("sac-seeds") / "group"
+    assert main(["train", "sac", "--env", "Pendulum-v1", "--preset", "smoke", "--total-steps", str(GROUP_STEPS),
+                 "--seeds", "2", "--first-seed", "1", "--run-dir", str(root), "--no-progress"]) == 0
+    return root
+
+
+def test_a_seed_trained_with_others_follows_its_run_alone(group_run: Path, tmp_path: Path) -> None:
+    config = group_config(seed=2)
+    alone = runs.train("sac", preset="smoke", env="Pendulum-v1", seed=2, total_steps=GROUP_STEPS,
+                       run_dir=tmp_path / "alone")
+    grouped = group_run / "seed2"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.ckpt", "final.json"):
+        assert (grouped / name).is_file(), name
+    assert any((grouped / "tb").iterdir())
+    assert runs.read_run_config(grouped) == runs.read_run_config(alone.run_dir) == (SPEC, config)
+    final = json.loads((grouped / "final.json").read_text())
+    assert final["seed"] == 2 and final["step"] == GROUP_STEPS and final["gradient_updates"] == 101
+
+    together, together_host = checkpoint_state(grouped, config)
+    single, single_host = checkpoint_state(alone.run_dir, config)
+    # Warm-up (uniform actions from the seed's generator, the seed's env): the same transitions, bit for bit.
+    warm_up = slice(0, config.learning_starts)
+    assert_trees_equal(jax.tree_util.tree_map(lambda rows: rows[warm_up], together["replay"].transitions),
+                       jax.tree_util.tree_map(lambda rows: rows[warm_up], single["replay"].transitions))
+    # The same random streams: the JAX key after the same draws, the action generator after the same draws.
+    assert_trees_equal(together["sac"].key, single["sac"].key)
+    assert together_host["rng"] == single_host["rng"]
+    # Learning: the same computation but for the order of float32 sums in the batched matrix products, whose
+    # round-off over 101 updates of batch 32 through 32-wide layers stays within the bound of hybridrl.testing...
+    tolerance = roundoff_tolerance(final["gradient_updates"], summation_length=32)
+    difference = np.linalg.norm(flat_params(together["sac"]) - flat_params(single["sac"]))
+    assert difference <= tolerance * np.linalg.norm(flat_params(single["sac"]))
+    # ... which is far below what another seed changes, so a mixed-up seed would fail.
+    other, _ = checkpoint_state(group_run / "seed1", group_config(seed=1))
+    assert tolerance * np.linalg.norm(flat_params(single["sac"])) < 1e-2 * np.linalg.norm(
+        flat_params(other["sac"]) - flat_params(single["sac"]))
+    # The same log lines (steps and metrics); before the first update, the same values.
+    grouped_metrics, alone_metrics = metrics_without_timing(grouped), metrics_without_timing(alone.run_dir)
+    assert [sorted(line) for line in grouped_metrics] == [sorted(line) for line in alone_metrics]
+    assert [line for line in grouped_metrics if line["step"] < config.learning_starts] == [
+        line for line in alone_metrics if line["step"] < config.learning_starts]
+    # `hybridrl eval` and `resume` treat a seed's directory as any run's.
+    assert runs.evaluate(grouped)["eval/return_mean"] == final["eval/return_mean"]
+    assert runs.resume(grouped).final == final
+
+
+def test_an_interrupted_group_resumes_like_an_uninterrupted_one(group_run: Path, tmp_path: Path) -> None:
+    configs = [group_config(seed) for seed in SEEDS]
+    root = tmp_path / "group"
+    # Mid-episode (Pendulum's episodes are 200 steps), after learning started, between two logs.
+    paused = train_seeds(configs, runs.seed_run_dirs(root, SEEDS), stop_at_step=250)
+    assert paused == [{"step": 250, "paused": True}] * 2
+    results = runs.start_seeds(SPEC, configs[0], SEEDS, root)
+    for config, result in zip(configs, results, strict=True):
+        # It went on from the checkpoint (a logger started at step 250), not from scratch...
+        assert any(path.name.endswith(".step250") for path in (result.run_dir / "tb").iterdir())
+        # ... to where the group that never stopped ended.
+        uninterrupted = group_run / f"seed{config.seed}"
+        assert metrics_without_timing(result.run_dir) == metrics_without_timing(uninterrupted)
+        resumed_state, resumed_host = checkpoint_state(result.run_dir, config)
+        whole_state, whole_host = checkpoint_state(uninterrupted, config)
+        assert_trees_equal(resumed_state, whole_state)
+        assert resumed_host["rng"] == whole_host["rng"] and resumed_host["observation"] == whole_host["observation"]
+        final = json.loads((uninterrupted / "final.json").read_text())
+        assert result.final["eval/return_mean"] == final["eval/return_mean"]
+
+
+def test_seeds_paused_at_different_steps_resume_in_groups_by_step(group_run: Path, tmp_path: Path) -> None:
+    root, stops = tmp_path / "group", (250, 280)
+    run_dirs = runs.seed_run_dirs(root, SEEDS)
+    # As if an interruption came between the two runs' checkpoint writes.
+    for seed, run_dir, stop in zip(SEEDS, run_dirs, stops, strict=True):
+        assert train_seeds([group_config(seed)], [run_dir], stop_at_step=stop)[0]["step"] == stop
+    results = runs.start_seeds(SPEC, group_config(), SEEDS, root)
+    for seed, result, stop in zip(SEEDS, results, stops, strict=True):
+        assert any(path.name.endswith(f".step{stop}") for path in (result.run_dir / "tb").iterdir())
+        assert result.final["step"] == GROUP_STEPS and result.final["gradient_updates"] == 101
+        assert [line["step"] for line in metrics_without_timing(result.run_dir)] == [
+            line["step"] for line in metrics_without_timing(group_run / f"seed{seed}")]
+
+
+def test_seeds_trained_together_must_differ_only_in_their_seed(tmp_path: Path) -> None:
+    configs = [smoke_config(seed=1), smoke_config(seed=2, batch_size=16)]
+    with pytest.raises(ConfigError, match="must differ only in their seed"):
+        train_seeds(configs, runs.seed_run_dirs(tmp_path, [1, 2]))

@@ -20,6 +20,11 @@ Imitation learners (:mod:`hybridrl.imitation`) reuse the pieces: :func:`sac_upda
 so they relabel rewards with their discriminator before calling it, and :class:`SACTrainer`'s
 ``store``/``learn`` hooks let them change what goes into the buffer and what each update does.
 
+Seeds in one process (``hybridrl train sac --seeds N``, :func:`train_seeds`): each seed keeps its
+own trainer (envs, random streams, run directory); :class:`SACSeedGroup` stacks their learner
+states and replay buffers on a leading seed axis and makes one compiled call per learning step for
+all of them, the single run's call vmapped. The loop (:func:`train_in_lockstep`) is the single run's.
+
 Actions live in [-1, 1] inside the learner (the tanh range) and are mapped affinely to the env's Box.
 """
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -53,7 +59,7 @@ from hybridrl.core.replay import (
     replay_buffer,
     replay_sample,
 )
-from hybridrl.core.seeding import Seeder, generator_state, restore_generator
+from hybridrl.core.seeding import Seeder, generator_state, restore_generator, seed_sharding
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.envs.factory import check_env_id, make_env
 from hybridrl.envs.snapshot import SnapshotUnsupportedError
@@ -224,25 +230,28 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
 def init_sac_state(networks: SACNetworks, settings: SACSettings, observation_dim: int, init_temperature: float,
                    key: jax.Array) -> SACState:
     """Fresh parameters (targets equal to the critic) and optimiser states."""
+    return cast(SACState, _init_sac_state(key, networks=networks, settings=settings, observation_dim=observation_dim,
+                                          init_temperature=init_temperature))
+
+
+# One compiled program, and one per network shape, not per call: op by op, the orthogonal
+# initialisers alone compile dozens of small programs, seconds of a run's start-up
+# (docs/performance.md), and seeds trained together initialise with the same program.
+@functools.partial(jax.jit, static_argnames=("networks", "settings", "observation_dim", "init_temperature"))
+def _init_sac_state(key: jax.Array, *, networks: SACNetworks, settings: SACSettings, observation_dim: int,
+                    init_temperature: float) -> SACState:
     adam = _adam(settings.learning_rate)
-
-    # One compiled program: op by op, the orthogonal initialisers alone compile dozens of small
-    # programs, seconds of a run's start-up (docs/performance.md).
-    @jax.jit
-    def init(key: jax.Array) -> SACState:
-        actor_key, critic_key, key = jax.random.split(key, 3)
-        observation = jnp.zeros((1, observation_dim), jnp.float32)
-        action = jnp.zeros((1, networks.actor.action_dim), jnp.float32)
-        critic_params = networks.critic.init(critic_key, observation, action)["params"]
-        # The targets start as a copy (their own buffers), so the state can be donated to the update.
-        params = {"actor": networks.actor.init(actor_key, observation)["params"], "critic": critic_params,
-                  "target_critic": jax.tree_util.tree_map(jnp.copy, critic_params),
-                  "log_alpha": jnp.asarray(np.log(init_temperature), jnp.float32)}
-        return SACState(params=params, actor_opt_state=adam.init(params["actor"]),
-                        critic_opt_state=adam.init(params["critic"]), alpha_opt_state=adam.init(params["log_alpha"]),
-                        key=key)
-
-    return cast(SACState, init(key))
+    actor_key, critic_key, key = jax.random.split(key, 3)
+    observation = jnp.zeros((1, observation_dim), jnp.float32)
+    action = jnp.zeros((1, networks.actor.action_dim), jnp.float32)
+    critic_params = networks.critic.init(critic_key, observation, action)["params"]
+    # The targets start as a copy (their own buffers), so the state can be donated to the update.
+    params = {"actor": networks.actor.init(actor_key, observation)["params"], "critic": critic_params,
+              "target_critic": jax.tree_util.tree_map(jnp.copy, critic_params),
+              "log_alpha": jnp.asarray(np.log(init_temperature), jnp.float32)}
+    return SACState(params=params, actor_opt_state=adam.init(params["actor"]),
+                    critic_opt_state=adam.init(params["critic"]), alpha_opt_state=adam.init(params["log_alpha"]),
+                    key=key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,6 +348,11 @@ def sac_store_and_updates(state: SACState, buffer: ReplayBuffer, transitions: Tr
                           ) -> tuple[SACState, ReplayBuffer, Metrics]:
     """Add ``transitions`` to ``buffer``, then :func:`sac_updates`: the trainer's one compiled call per
     learning step. ``state`` and ``buffer`` are donated (written in place; the caller's copies are gone)."""
+    return _store_and_updates(state, buffer, transitions, num_updates, networks, settings)
+
+
+def _store_and_updates(state: SACState, buffer: ReplayBuffer, transitions: TransitionBatch, num_updates: int,
+                       networks: SACNetworks, settings: SACSettings) -> tuple[SACState, ReplayBuffer, Metrics]:
     buffer = replay_add(buffer, transitions)
     state, metrics = _replay_updates(state, buffer, num_updates, networks, settings)
     return state, buffer, metrics
@@ -444,7 +458,17 @@ class SACTrainer:
     def env_step(self) -> None:
         """One env step with the training policy; stage the transition; learn when a call's worth is staged."""
         observation = np.asarray(self.observation, np.float32)
-        action = self.act(observation)
+        self.step_env(observation, self.act(observation))
+        call = self.take_call()
+        if call is not None:
+            staged, learn = call
+            if learn:
+                self.store_and_learn(staged, self.config.updates_per_call)
+            else:
+                self.store(staged)
+
+    def step_env(self, observation: np.ndarray, action: np.ndarray) -> None:
+        """Step the env from ``observation`` with ``action`` (in [-1, 1]) and stage the transition."""
         next_observation, reward, terminated, truncated, _ = self.env.step(self.scaler.to_env(action))
         self.staged.put(self.num_staged, observation, action, reward, next_observation, terminated, truncated)
         self.num_staged += 1
@@ -456,17 +480,19 @@ class SACTrainer:
             self.observation, _ = self.env.reset()
         else:
             self.observation = next_observation
+
+    def take_call(self) -> tuple[TransitionBatch, bool] | None:
+        """At the end of a learning call's steps, the staged transitions (emptying the stage) and whether
+        to learn on them (false during warm-up); None between."""
         call_complete = self.num_staged == self.config.steps_per_call
         # The budget can run out mid-call (a total_steps that is no multiple of a call, or AILBoost's
         # collection steps): store what is staged so the run still ends at a boundary, with its
         # final evaluation and checkpoint.
-        if call_complete or self.global_step >= self.config.total_steps:
-            staged = self.staged.take(self.num_staged)
-            self.num_staged = 0
-            if call_complete and self.global_step >= self.config.learning_starts:
-                self.store_and_learn(staged, self.config.updates_per_call)
-            else:
-                self.store(staged)
+        if not (call_complete or self.global_step >= self.config.total_steps):
+            return None
+        staged = self.staged.take(self.num_staged)
+        self.num_staged = 0
+        return staged, call_complete and self.global_step >= self.config.learning_starts
 
     def store(self, transitions: TransitionBatch) -> None:
         """Add staged transitions to the replay buffer."""
@@ -520,48 +546,16 @@ class SACTrainer:
         Evaluations, logs and checkpoints happen when their interval has passed, at a learning-call
         boundary (nothing is left staged), so a checkpoint holds the complete state.
         """
-        config = self.config
-        logger = RunLogger(self.run_dir, config.total_steps, start_step=self.global_step,
-                           progress=self.progress, elapsed=self.elapsed)
-        last_log_step, last_log_time = self.global_step, logger.elapsed
-        last_eval_mark = last_checkpoint_mark = self.global_step
-        try:
-            while self.global_step < config.total_steps:
-                self.before_step()
-                self.env_step()
-                if self.num_staged:
-                    continue
-                # At multiples of the interval (not every interval from the start), so a resumed
-                # run logs at the same steps as an uninterrupted one.
-                if interval_crossed(last_log_step, self.global_step, config.log_interval):
-                    scalars = self.log_scalars()
-                    scalars["train/steps_per_second"] = ((self.global_step - last_log_step)
-                                                         / max(logger.elapsed - last_log_time, 1e-9))
-                    last_log_step, last_log_time = self.global_step, logger.elapsed
-                    logger.log(self.global_step, scalars)
-                    logger.update_progress(self.global_step)
-                if interval_crossed(last_eval_mark, self.global_step, config.eval_interval):
-                    last_eval_mark = self.global_step
-                    self.last_eval, self.last_eval_step = self.evaluate_all(config.eval_episodes), self.global_step
-                    logger.log(self.global_step, self.last_eval)
-                done = self.global_step >= config.total_steps
-                pause = stop_at_step is not None and self.global_step >= stop_at_step
-                if done or pause or interval_crossed(last_checkpoint_mark, self.global_step,
-                                                     config.checkpoint_interval):
-                    last_checkpoint_mark = self.global_step
-                    self.elapsed = logger.elapsed
-                    if self.last_eval_step != self.global_step and done:
-                        self.last_eval, self.last_eval_step = (self.evaluate_all(config.eval_episodes),
-                                                               self.global_step)
-                        logger.log(self.global_step, self.last_eval)
-                    self.save_checkpoint()
-                if pause and not done:
-                    return {"step": self.global_step, "paused": True}
-            self.elapsed = logger.elapsed
-        finally:
-            logger.close()
-        return {"step": self.global_step, **self.last_eval, "gradient_updates": self.num_updates,
-                "wall_time_s": self.elapsed}
+        def advance() -> None:
+            self.before_step()
+            self.env_step()
+
+        return train_in_lockstep([self], advance, stop_at_step)[0]
+
+    def evaluate_and_log(self, logger: RunLogger) -> None:
+        """Run every evaluation (:meth:`evaluate_all`) and log it at the current step."""
+        self.last_eval, self.last_eval_step = self.evaluate_all(self.config.eval_episodes), self.global_step
+        logger.log(self.global_step, self.last_eval)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -597,13 +591,18 @@ class SACTrainer:
 
     def save_checkpoint(self) -> Path:
         """Write every piece of train state to ``run_dir/checkpoint.ckpt`` atomically."""
+        return self.write_checkpoint(self.checkpoint_state())
+
+    def write_checkpoint(self, state: Any) -> Path:
+        """:meth:`save_checkpoint` with the device ``state`` given (that of :meth:`checkpoint_state`);
+        seeds trained together hand each run its rows of their stacked state."""
         path = self.run_dir / "checkpoint.ckpt"
         try:
             blobs = self.env_blobs()
         except SnapshotUnsupportedError as error:
             warnings.warn(f"environment state not saved ({error}); a resumed run will reset its env", stacklevel=2)
             blobs = {}
-        save_checkpoint(path, algorithm=self.algorithm, step=self.global_step, state=self.checkpoint_state(),
+        save_checkpoint(path, algorithm=self.algorithm, step=self.global_step, state=state,
                         host_state=self.host_state(), blobs=blobs)
         return path
 
@@ -629,6 +628,269 @@ class SACTrainer:
         self.eval_env.close()
 
 
+@dataclass(frozen=True)
+class CallBoundary:
+    """What a learning-call boundary (nothing left staged) at ``step`` does. Seeds trained together
+    reach their boundaries together and do the same there."""
+
+    step: int
+    log: bool
+    evaluate: bool
+    checkpoint: bool
+    #: the budget is spent (the final evaluation and checkpoint)
+    done: bool
+    pause: bool
+
+
+def train_in_lockstep(trainers: Sequence[SACTrainer], advance: Callable[[], None], stop_at_step: int | None = None,
+                      prepare: Callable[[CallBoundary], None] | None = None,
+                      save: Callable[[int], object] | None = None) -> list[dict[str, Any]]:
+    """The loop of :meth:`SACTrainer.train`, for one run or for seeds trained together.
+
+    The trainers are at the same step with the same config but for the seed. ``advance()`` makes one
+    env step of every run (and their learning call when one is due); at each call boundary every
+    run then logs, evaluates and checkpoints what is due, each in its own run directory.
+
+    :param stop_at_step: pause (with checkpoints) at the first boundary at or after this step,
+        returning ``{"step": ..., "paused": True}`` per run.
+    :param prepare: called at each boundary before the runs act on it (seeds trained together hand
+        each trainer its metrics and its learner's state there).
+    :param save: writes run ``i``'s checkpoint (default: its :meth:`SACTrainer.save_checkpoint`).
+    :returns: each run's final metrics, in order.
+    """
+    lead, config = trainers[0], trainers[0].config
+    save = save or (lambda index: trainers[index].save_checkpoint())
+    loggers = [RunLogger(trainer.run_dir, config.total_steps, start_step=trainer.global_step,
+                         progress=trainer.progress, elapsed=trainer.elapsed) for trainer in trainers]
+    previous = lead.global_step
+    last_logs = [(lead.global_step, logger.elapsed) for logger in loggers]
+    try:
+        while lead.global_step < config.total_steps:
+            advance()
+            if lead.num_staged:
+                continue
+            step = lead.global_step
+            # At multiples of the interval (not every interval from the start), so a resumed run
+            # logs, evaluates and checkpoints at the same steps as an uninterrupted one.
+            done, pause = step >= config.total_steps, stop_at_step is not None and step >= stop_at_step
+            boundary = CallBoundary(
+                step=step, log=interval_crossed(previous, step, config.log_interval),
+                evaluate=interval_crossed(previous, step, config.eval_interval),
+                checkpoint=done or pause or interval_crossed(previous, step, config.checkpoint_interval),
+                done=done, pause=pause)
+            previous = step
+            if prepare is not None:
+                prepare(boundary)
+            for index, (trainer, logger) in enumerate(zip(trainers, loggers, strict=True)):
+                if boundary.log:
+                    last_step, last_time = last_logs[index]
+                    scalars = trainer.log_scalars()
+                    scalars["train/steps_per_second"] = (step - last_step) / max(logger.elapsed - last_time, 1e-9)
+                    last_logs[index] = (step, logger.elapsed)
+                    logger.log(step, scalars)
+                    logger.update_progress(step)
+                if boundary.evaluate:
+                    trainer.evaluate_and_log(logger)
+                if boundary.checkpoint:
+                    trainer.elapsed = logger.elapsed
+                    if boundary.done and trainer.last_eval_step != step:
+                        trainer.evaluate_and_log(logger)
+                    save(index)
+            if pause and not done:
+                return [{"step": step, "paused": True} for _ in trainers]
+        for trainer, logger in zip(trainers, loggers, strict=True):
+            trainer.elapsed = logger.elapsed
+    finally:
+        for logger in loggers:
+            logger.close()
+    return [{"step": trainer.global_step, **trainer.last_eval, "gradient_updates": trainer.num_updates,
+             "wall_time_s": trainer.elapsed} for trainer in trainers]
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds in one process: the learning call vmapped over a leading seed axis
+# --------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("num_updates", "networks", "settings"),
+                   donate_argnames=("states", "buffers"))
+def sac_store_and_updates_over_seeds(states: SACState, buffers: ReplayBuffer, transitions: TransitionBatch,
+                                     num_updates: int, *, networks: SACNetworks, settings: SACSettings
+                                     ) -> tuple[SACState, ReplayBuffer, Metrics]:
+    """:func:`sac_store_and_updates` of every seed in one compiled call: states, buffers and
+    transitions stacked on a leading seed axis (states and buffers donated). Each seed draws its
+    minibatches and noise with its own key, so it follows the computation it has alone up to the
+    float round-off of the batched matrix products; each metric gets a leading seed axis."""
+    def one_seed(state: SACState, buffer: ReplayBuffer, staged: TransitionBatch
+                 ) -> tuple[SACState, ReplayBuffer, Metrics]:
+        return _store_and_updates(state, buffer, staged, num_updates, networks, settings)
+
+    return jax.vmap(one_seed)(states, buffers, transitions)
+
+
+#: :func:`~hybridrl.core.replay.add_transitions` of every seed in one compiled call (buffers and
+#: transitions stacked on a leading seed axis, the buffers donated): the warm-up's stores.
+add_transitions_over_seeds = jax.jit(jax.vmap(replay_add), donate_argnums=0)
+
+
+class SACSeedGroup:
+    """Runs of SAC that differ only in their seed, trained together in one process
+    (``hybridrl train sac --seeds N``).
+
+    Each seed keeps its own :class:`SACTrainer`: its envs, its random streams (env seeds, action
+    generator, JAX keys), its run directory, log, evaluations and checkpoints, so it follows the
+    computation it has when trained alone. The group holds the learners' states and replay buffers
+    stacked on a leading seed axis on the device (split over the local devices when there are
+    several, :func:`~hybridrl.core.seeding.seed_sharding`) and, per learning call, makes one
+    compiled and donated call that stores every seed's staged transitions and runs every seed's
+    updates (:func:`sac_store_and_updates_over_seeds`). The envs step on the host one after another; the
+    actors act in one batched numpy pass over their stacked parameters, each seed drawing its noise
+    from its own generator. Only the float round-off of batched matrix products differs from a
+    seed trained alone.
+
+    :param trainers: plain SAC trainers (not the imitation learners) at the same step, with configs
+        equal but for the seed and their checkpoints loaded. Their replay buffers move into the
+        group; their ``state`` is brought up to date at each evaluation and checkpoint.
+    """
+
+    def __init__(self, trainers: Sequence[SACTrainer]) -> None:
+        if any(type(trainer) is not SACTrainer for trainer in trainers):
+            raise ConfigError("only plain SAC trains seeds in one process, not its imitation subclasses")
+        if len({trainer.global_step for trainer in trainers}) != 1:
+            raise ConfigError("seeds trained together must be at the same step; resume them in groups by step")
+        self.trainers = list(trainers)
+        lead = self.trainers[0]
+        self.config, self.networks, self.settings = lead.config, lead.networks, lead.settings
+        self.states: SACState = _stack_on_device([trainer.state for trainer in self.trainers])
+        self.buffers: ReplayBuffer = _stack_on_device([trainer.buffer for trainer in self.trainers])
+        for trainer in self.trainers:
+            # The stacked buffer holds its rows now; a run's rows are sliced out for its checkpoints.
+            del trainer.buffer
+        # With several devices (``hybridrl train --seeds`` shows JAX one per CPU core), each holds an
+        # equal share of the seeds and runs their updates.
+        sharding = seed_sharding(len(self.trainers))
+        if sharding is not None:
+            self.states, self.buffers = jax.device_put((self.states, self.buffers), sharding[0])
+        self.metrics: Metrics = {}
+        self.refresh_host_actors()
+
+    # -- acting and learning -------------------------------------------------------------------
+
+    def refresh_host_actors(self) -> None:
+        """Copy the stacked actors to the host (after updates), each bias given a row axis so a layer
+        is one batched matmul for all seeds, ``[seeds, 1, in] @ [seeds, in, out] + [seeds, 1, out]``."""
+        actors = jax.device_get(self.states.params["actor"])
+        self.host_actors = jax.tree_util.tree_map(lambda leaf: np.array(leaf[:, None] if leaf.ndim == 2 else leaf),
+                                                  actors)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Every seed's training action in [-1, 1] for its row of ``observations``, from its own
+        generator: uniform during warm-up, else a sample of its actor (:meth:`SACTrainer.act`)."""
+        if self.trainers[0].global_step < self.config.learning_starts:
+            return np.stack([trainer.act(observation) for trainer, observation in
+                             zip(self.trainers, observations, strict=True)])
+        distribution = self.networks.actor.apply_numpy(self.host_actors, observations[:, None])
+        # Per seed, the one-row draw of its single run's generator.
+        noise = np.stack([trainer.rng.standard_normal(distribution.noise_shape()[1:], dtype=np.float32)
+                          for trainer in self.trainers])
+        return np.asarray(distribution.sample_from_noise(noise))[:, 0]
+
+    def advance(self) -> None:
+        """One env step of every seed; at the end of a learning call's steps, one compiled call that
+        stores (and, after warm-up, learns) for all of them."""
+        observations = np.stack([np.asarray(trainer.observation, np.float32) for trainer in self.trainers])
+        actions = self.act(observations)
+        for trainer, observation, action in zip(self.trainers, observations, actions, strict=True):
+            trainer.step_env(observation, action)
+        calls = [trainer.take_call() for trainer in self.trainers]
+        if calls[0] is None:
+            return
+        staged = jax.tree_util.tree_map(lambda *rows: np.stack(rows),
+                                        *[cast(tuple[TransitionBatch, bool], call)[0] for call in calls])
+        if not calls[0][1]:
+            self.buffers = add_transitions_over_seeds(self.buffers, staged)
+            return
+        num_updates = self.config.updates_per_call
+        self.states, self.buffers, self.metrics = sac_store_and_updates_over_seeds(
+            self.states, self.buffers, staged, num_updates, networks=self.networks, settings=self.settings)
+        for trainer in self.trainers:
+            trainer.num_updates += num_updates
+        self.refresh_host_actors()
+
+    # -- the runs' logs, evaluations and checkpoints -------------------------------------------
+
+    def prepare(self, boundary: CallBoundary) -> None:
+        """Hand each trainer what its run logs, evaluates or checkpoints at ``boundary``: its last
+        update's metrics, its learner's state and its host actor."""
+        if boundary.log:
+            for index, trainer in enumerate(self.trainers):
+                trainer.last_metrics = {name: value[index] for name, value in self.metrics.items()}
+        if boundary.evaluate or boundary.checkpoint:
+            for index, trainer in enumerate(self.trainers):
+                trainer.state = _seed_rows(self.states, index)
+                trainer.refresh_host_actor()
+
+    def save(self, index: int) -> Path:
+        """Write run ``index``'s checkpoint in a single run's format (after :meth:`prepare`)."""
+        trainer = self.trainers[index]
+        return trainer.write_checkpoint({"sac": trainer.state, "replay": _seed_rows(self.buffers, index)})
+
+    def train(self, stop_at_step: int | None = None) -> list[dict[str, Any]]:
+        """Train every seed to ``total_steps`` (see :meth:`SACTrainer.train`); each run's final
+        metrics, its ``wall_time_s`` being its share of the group's."""
+        finals = train_in_lockstep(self.trainers, self.advance, stop_at_step, self.prepare, self.save)
+        for final in finals:
+            if "wall_time_s" in final:  # absent from a paused run's
+                final["wall_time_s"] /= len(self.trainers)
+        return finals
+
+
+def _stack_on_device(trees: Sequence[Any]) -> Any:
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _seed_rows(tree: Any, index: int) -> Any:
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
+
+
+def train_seeds(configs: Sequence[SACConfig], run_dirs: Sequence[Path], progress: bool = False,
+                stop_at_step: int | None = None) -> list[dict[str, Any]]:
+    """The ``train_seeds`` hook of :data:`ALGORITHM`: train runs that differ only in their seed in this
+    process (:class:`SACSeedGroup`), each resuming from its checkpoint when it has one. Runs whose
+    checkpoints stopped at different steps (an interruption between two runs' writes) are trained in
+    separate groups, one per step.
+
+    :param configs: one config per run, equal but for ``seed``.
+    :param run_dirs: one run directory per config.
+    :param progress: show a progress bar (of the first run).
+    :param stop_at_step: pause every run at its first checkpoint at or after this step (for tests).
+    :returns: each run's final metrics, in order.
+    """
+    if not configs or len(configs) != len(run_dirs):
+        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
+    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
+        raise ConfigError("runs trained together must differ only in their seed")
+    trainers: list[SACTrainer] = []
+    try:
+        for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True)):
+            trainers.append(SACTrainer(config, Path(run_dir), progress and index == 0))
+            checkpoint = trainers[-1].run_dir / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainers[-1].load_checkpoint(checkpoint)
+        by_step: dict[int, list[int]] = {}
+        for index, trainer in enumerate(trainers):
+            by_step.setdefault(trainer.global_step, []).append(index)
+        finals: list[dict[str, Any]] = [{} for _ in trainers]
+        for _, indices in sorted(by_step.items()):
+            group = SACSeedGroup([trainers[index] for index in indices])
+            for index, final in zip(indices, group.train(stop_at_step), strict=True):
+                finals[index] = final
+    finally:
+        for trainer in trainers:
+            trainer.close()
+    return finals
+
+
 def _make_trainer(config: SACConfig, run_dir: Path, progress: bool) -> SACTrainer:
     return SACTrainer(config, run_dir, progress)
 
@@ -639,8 +901,10 @@ ALGORITHM = AlgorithmSpec(
     presets=PRESETS,
     make_trainer=_make_trainer,
     summary="Soft Actor-Critic, continuous actions (also trains imitation experts)",
+    train_seeds=train_seeds,
 )
 
-__all__ = ["ALGORITHM", "PRESETS", "ActionScaler", "SACConfig", "SACNetworks", "SACSettings", "SACState",
-           "SACTrainer", "actor_loss", "critic_loss", "init_sac_state", "make_sac_networks", "sac_settings",
-           "sac_store_and_updates", "sac_update", "sac_updates"]
+__all__ = ["ALGORITHM", "PRESETS", "ActionScaler", "CallBoundary", "SACConfig", "SACNetworks", "SACSeedGroup",
+           "SACSettings", "SACState", "SACTrainer", "actor_loss", "add_transitions_over_seeds", "critic_loss",
+           "init_sac_state", "make_sac_networks", "sac_settings", "sac_store_and_updates",
+           "sac_store_and_updates_over_seeds", "sac_update", "sac_updates", "train_in_lockstep", "train_seeds"]
