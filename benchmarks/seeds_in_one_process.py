@@ -13,8 +13,8 @@ where its time went: training (with compilation), the final evaluation of every 
 (start-up, imports, loading the data, building the trainers, plots).
 
 Reported per workload: medians, and the cost ratios (N seeds / 1 seed, paired run by run, then the
-median) of wall time and CPU-seconds. A workload is one entry of :data:`WORKLOADS`; SAC and PPO add
-theirs once they take ``--seeds``.
+median) of wall time and CPU-seconds. A workload is one entry of :data:`WORKLOADS` (IQL and SAC; PPO
+does not take ``--seeds`` yet).
 
 Writes ``benchmarks/results/seeds_in_one_process.json``; a workload run again replaces its own entry.
 """
@@ -78,8 +78,25 @@ def iql_workload(name: str, environment: dict[str, str] | None = None) -> Worklo
         steps=IQL_STEPS, unit="gradient steps", dataset="hopper-medium-v5", environment=environment or {})
 
 
+SAC_STEPS = 6_000
+
+
+def sac_workload(name: str, environment: dict[str, str] | None = None) -> Workload:
+    """SAC's ``cpu`` preset on Hopper-v5: 1,000 random steps, then one update per step, evaluated once at the end."""
+    return Workload(
+        name=name,
+        description=f"SAC, `cpu` preset (2x256 ReLU networks, batch 256), {SAC_STEPS:,} env steps per seed on "
+                    "Hopper-v5 of which the first 1,000 uniform-random, then one gradient update per step "
+                    f"({SAC_STEPS - 1000:,} updates per seed), 5 evaluation episodes per seed at the end only, one "
+                    "checkpoint per seed at the end",
+        arguments=("train", "sac", "--env", "Hopper-v5", "--preset", "cpu", "--total-steps", "{steps}",
+                   "--learning-starts", "1000", "--eval-interval", "0", "--checkpoint-interval", "0"),
+        steps=SAC_STEPS, unit="env steps", environment=environment or {})
+
+
 WORKLOADS: dict[str, Workload] = {
     "iql-hopper": iql_workload("iql-hopper"),
+    "sac-hopper": sac_workload("sac-hopper"),
     # The ablation of the device split: with the device count in XLA_FLAGS, `--seeds N` leaves JAX's one CPU
     # device alone, and the vmapped seeds share it (every matrix product split over the cores).
     "iql-hopper-one-device": iql_workload("iql-hopper-one-device",
