@@ -149,6 +149,8 @@ class Workload:
     #: hybridrl with its compilation cache warmed by one untimed run (a config run before); otherwise every
     #: hybridrl run compiles everything, as a first run does
     warm_compilation_cache: bool = False
+    #: extra environment variables of hybridrl's runs (e.g. XLA's thread settings)
+    hybridrl_environment: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.peer is not None and bool(self.peer_script) == bool(self.adapter):
@@ -344,6 +346,12 @@ WORKLOADS: dict[str, Workload] = {
             f"({SAC_UPDATES - 1:,})",
             SAC_HYBRIDRL_EXTRA + "; CleanRL logs to TensorBoard every 100 steps",
         )),
+    "sac-hopper-one-xla-thread": Workload(
+        name="sac-hopper-one-xla-thread",
+        description=f"{SAC_DESCRIPTION}: hybridrl alone, as in sac-hopper-cleanrl, with XLA on one thread "
+                    "(no intra-op thread pool), so that its CPU-seconds can be set against the peers'",
+        env_id="Hopper-v5", steps=SAC_UPDATES, unit="updates", env_steps=SAC_STEPS, hybridrl_args=SAC_ARGS,
+        hybridrl_environment=(("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"),)),
     "sac-hopper-sbx": Workload(
         name="sac-hopper-sbx",
         description=f"{SAC_DESCRIPTION}: hybridrl against SBX's SAC",
@@ -555,7 +563,8 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
             script = peer_script(workload, work_dir)
             commands[workload.peer.name] = [str(workload.peer.python), str(script), *arguments(workload.peer_args)]
         cache = {"JAX_COMPILATION_CACHE_DIR": str(work_dir / "jax-compilation")}
-        hybridrl_environment = cache if workload.warm_compilation_cache else {"HYBRIDRL_COMPILATION_CACHE": "0"}
+        hybridrl_environment = {**(cache if workload.warm_compilation_cache else {"HYBRIDRL_COMPILATION_CACHE": "0"}),
+                                **dict(workload.hybridrl_environment)}
         if workload.warm_compilation_cache:
             timed_run(commands["hybridrl"], work_dir, hybridrl_environment)  # untimed: fills the cache
         simulated = bool(workload.simulator_steps)
@@ -584,6 +593,7 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
         "differences": list(workload.differences),
         "environment": ENVIRONMENT,
         "hybridrl_compilation_cache": "warm" if workload.warm_compilation_cache else "off (every run compiles)",
+        "hybridrl_environment": dict(workload.hybridrl_environment),
         "runs": runs,
         "median": medians,
         "hybridrl_versions": package_versions(HYBRIDRL_PYTHON, ("jax", "jaxlib", "gymnasium", "mujoco", "numpy")),
