@@ -588,6 +588,7 @@ def measure(workload: Workload, repeats: int, torch: str, log: Callable[[str], N
         "env_id": workload.env_id,
         "steps": workload.steps,
         "unit": workload.unit,
+        "repeats": repeats,
         "commands": {name: shlex.join(command) for name, command in commands.items()},
         "edits": [edit.why for edit in workload.edits],
         "differences": list(workload.differences),
