@@ -289,6 +289,15 @@ WORKLOADS: dict[str, Workload] = {
         peer_args=("--env-id", "Hopper-v5", "--seed", "1", "--total-timesteps", str(PPO_STEPS), "--cuda", "False"),
         edits=CLEANRL_GYMNASIUM_1_EDITS,
         differences=("hybridrl also evaluates 10 deterministic episodes at the end and writes a checkpoint",)),
+    "ppo-hopper-cleanrl-warm": Workload(
+        name="ppo-hopper-cleanrl-warm",
+        description="ppo-hopper-cleanrl with hybridrl run again: its compiled programs come from the compilation "
+                    "cache, as in every run of a config after its first (another seed, a resumed run, a sweep)",
+        env_id="Hopper-v5", steps=PPO_STEPS, hybridrl_args=PPO_PAPER_ARGS,
+        peer=CLEANRL, peer_script="ppo_continuous_action.py",
+        peer_args=("--env-id", "Hopper-v5", "--seed", "1", "--total-timesteps", str(PPO_STEPS), "--cuda", "False"),
+        edits=CLEANRL_GYMNASIUM_1_EDITS, warm_compilation_cache=True,
+        differences=("hybridrl also evaluates 10 deterministic episodes at the end and writes a checkpoint",)),
     "ppo-hopper-sbx": Workload(
         name="ppo-hopper-sbx",
         description=f"PPO on Hopper-v5 with CleanRL's hyper-parameters as in ppo-hopper-cleanrl, {PPO_STEPS:,} "
