@@ -28,6 +28,7 @@ Writes ``benchmarks/results/peers.json``; a workload run again replaces its own 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -427,6 +428,14 @@ WORKLOADS: dict[str, Workload] = {
             OFFLINE_HYBRIDRL_EXTRA,
         )),
 }
+
+#: XLA on one thread: no intra-op thread pool (a hybridrl run's CPU-seconds against its wall time)
+ONE_XLA_THREAD = (("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"),)
+WORKLOADS["iql-hopper-one-xla-thread"] = dataclasses.replace(
+    WORKLOADS["iql-hopper-d3rlpy"], name="iql-hopper-one-xla-thread",
+    description="iql-hopper-d3rlpy's hybridrl command alone, with XLA on one thread (no intra-op thread pool), so "
+                "that its CPU-seconds can be set against d3rlpy's",
+    peer=None, adapter="", peer_args=(), differences=(), hybridrl_environment=ONE_XLA_THREAD)
 
 #: One BLAS/torch thread for every process (CleanRL's published runtimes used OMP_NUM_THREADS=1).
 ENVIRONMENT = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "disable"}
