@@ -128,3 +128,10 @@ def test_one_device_keeps_the_seeds_together() -> None:
     assert seed_devices(4, 2) == 2 and seed_devices(3, 2) == 1 and seed_devices(6, 4) == 3
     if len(jax.local_devices()) == 1:
         assert seed_sharding(4) is None
+
+
+def test_groups_by_step_orders_groups_by_step_and_keeps_run_order() -> None:
+    from hybridrl.core.seeding import groups_by_step
+
+    assert groups_by_step([250, 100, 250, 0]) == [[3], [1], [0, 2]]
+    assert groups_by_step([]) == []

@@ -66,6 +66,15 @@ def restore_generator(state: dict) -> np.random.Generator:
 # --------------------------------------------------------------------------------------------
 
 
+def groups_by_step(steps: list[int]) -> list[list[int]]:
+    """Indices of runs that stand at the same step, earliest step first: seeds resumed from checkpoints
+    written at different steps train in separate groups, each group in lockstep."""
+    by_step: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        by_step.setdefault(step, []).append(index)
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def seed_devices(seeds: int, devices: int) -> int:
     """How many devices ``seeds`` trained together are spread over: the most, up to ``devices``,
     that hold equal shares of the seeds."""

@@ -32,7 +32,7 @@ from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.evaluation import ActFunction, evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import GaussianPolicy, Params
-from hybridrl.core.seeding import seed_sharding
+from hybridrl.core.seeding import groups_by_step, seed_sharding
 from hybridrl.data.dataset import Dataset, TransitionBatch
 from hybridrl.data.loading import load_dataset
 from hybridrl.envs.factory import make_env
@@ -483,11 +483,8 @@ def train_seeds(make_trainer: Callable[..., OfflineTrainer], configs: Sequence[O
             checkpoint = trainer.run_dir / "checkpoint.ckpt"
             if checkpoint.is_file():
                 trainer.load_checkpoint(checkpoint)
-        by_step: dict[int, list[int]] = {}
-        for index, trainer in enumerate(trainers):
-            by_step.setdefault(trainer.step, []).append(index)
         finals: list[dict[str, Any]] = [{} for _ in trainers]
-        for _, indices in sorted(by_step.items()):
+        for indices in groups_by_step([trainer.step for trainer in trainers]):
             group = SeedGroup([trainers[index] for index in indices])
             for index, final in zip(indices, group.train(), strict=True):
                 finals[index] = {"env": trainers[index].env_id, **final}

@@ -59,7 +59,7 @@ from hybridrl.core.replay import (
     replay_buffer,
     replay_sample,
 )
-from hybridrl.core.seeding import Seeder, generator_state, restore_generator, seed_sharding
+from hybridrl.core.seeding import Seeder, generator_state, groups_by_step, restore_generator, seed_sharding
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.envs.factory import check_env_id, make_env
 from hybridrl.envs.snapshot import SnapshotUnsupportedError
@@ -877,11 +877,8 @@ def train_seeds(configs: Sequence[SACConfig], run_dirs: Sequence[Path], progress
             checkpoint = trainers[-1].run_dir / "checkpoint.ckpt"
             if checkpoint.is_file():
                 trainers[-1].load_checkpoint(checkpoint)
-        by_step: dict[int, list[int]] = {}
-        for index, trainer in enumerate(trainers):
-            by_step.setdefault(trainer.global_step, []).append(index)
         finals: list[dict[str, Any]] = [{} for _ in trainers]
-        for _, indices in sorted(by_step.items()):
+        for indices in groups_by_step([trainer.global_step for trainer in trainers]):
             group = SACSeedGroup([trainers[index] for index in indices])
             for index, final in zip(indices, group.train(stop_at_step), strict=True):
                 finals[index] = final
