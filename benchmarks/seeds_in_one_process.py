@@ -13,8 +13,7 @@ where its time went: training (with compilation), the final evaluation of every 
 (start-up, imports, loading the data, building the trainers, plots).
 
 Reported per workload: medians, and the cost ratios (N seeds / 1 seed, paired run by run, then the
-median) of wall time and CPU-seconds. A workload is one entry of :data:`WORKLOADS` (IQL and SAC; PPO
-does not take ``--seeds`` yet).
+median) of wall time and CPU-seconds. A workload is one entry of :data:`WORKLOADS` (IQL, SAC and PPO).
 
 Writes ``benchmarks/results/seeds_in_one_process.json``; a workload run again replaces its own entry.
 """
@@ -94,9 +93,25 @@ def sac_workload(name: str, environment: dict[str, str] | None = None) -> Worklo
         steps=SAC_STEPS, unit="env steps", environment=environment or {})
 
 
+PPO_STEPS = 65_536
+
+
+def ppo_workload(name: str) -> Workload:
+    """PPO's ``cpu`` preset on Hopper-v5 (8 sync envs x 256 steps), evaluated once at the end."""
+    return Workload(
+        name=name,
+        description=f"PPO, `cpu` preset (8 sync envs x 256 steps per rollout, 10 epochs x 32 minibatches, 64x64 "
+                    f"tanh networks), {PPO_STEPS:,} env steps per seed on Hopper-v5 (32 iterations), 5 evaluation "
+                    "episodes per seed at the end only, one checkpoint per seed at the end",
+        arguments=("train", "ppo", "--env", "Hopper-v5", "--preset", "cpu", "--total-steps", "{steps}",
+                   "--eval-interval", "0", "--eval-episodes", "5", "--checkpoint-interval", "0"),
+        steps=PPO_STEPS, unit="env steps")
+
+
 WORKLOADS: dict[str, Workload] = {
     "iql-hopper": iql_workload("iql-hopper"),
     "sac-hopper": sac_workload("sac-hopper"),
+    "ppo-hopper": ppo_workload("ppo-hopper"),
     # The ablation of the device split: with the device count in XLA_FLAGS, `--seeds N` leaves JAX's one CPU
     # device alone, and the vmapped seeds share it (every matrix product split over the cores).
     "iql-hopper-one-device": iql_workload("iql-hopper-one-device",

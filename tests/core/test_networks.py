@@ -144,6 +144,19 @@ def test_joint_numpy_mlp_equals_the_separate_networks(discrete: bool) -> None:
     np.testing.assert_allclose(values[..., 0], value_head.apply_numpy(value_params, observations), rtol=1e-5, atol=1e-6)
 
 
+def test_stacked_joint_mlps_equal_each_seed_alone() -> None:
+    value_heads = [ValueHead(HIDDEN) for _ in range(3)]
+    params = [head.init(jax.random.PRNGKey(seed), _observations())["params"] for seed, head in enumerate(value_heads)]
+    joints = [JointNumpyMLP.from_layers([head.numpy_layers(p), head.numpy_layers(p)], "tanh")
+              for head, p in zip(value_heads, params, strict=True)]
+    observations = np.stack([_observations(seed) for seed in range(3)])
+    stacked = JointNumpyMLP.stack(joints)(observations)
+    for seed, joint in enumerate(joints):
+        # A batched matmul sums each row in the same length as the 2-D one; only the order may differ.
+        for together, alone in zip(stacked, joint(observations[seed]), strict=True):
+            np.testing.assert_allclose(together[seed], alone, rtol=1e-5, atol=1e-6)
+
+
 def test_networks_of_different_depths_cannot_be_joined() -> None:
     value_head, deeper = ValueHead(HIDDEN), ValueHead((8, 8, 8))
     params = [network.init(jax.random.PRNGKey(0), _observations())["params"] for network in (value_head, deeper)]

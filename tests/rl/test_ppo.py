@@ -14,17 +14,21 @@ import pytest
 
 from hybridrl import runs
 from hybridrl.algorithms import get_algorithm
+from hybridrl.cli import main
 from hybridrl.core.checkpoint import load_checkpoint
+from hybridrl.errors import ConfigError
 from hybridrl.rl.ppo import (
     PPOConfig,
+    PPOSeedGroup,
     PPOTrainer,
     RolloutBatch,
     UpdateSettings,
     init_train_state,
     make_networks,
     ppo_loss,
+    train_seeds,
 )
-from hybridrl.testing import assert_trees_equal, metrics_without_timing
+from hybridrl.testing import assert_trees_equal, metrics_without_timing, roundoff_tolerance
 
 SPEC = get_algorithm("ppo")
 
@@ -210,3 +214,120 @@ def test_list_options_become_tuples_so_runs_resume(tmp_path: Path) -> None:
     first = runs.train("ppo", preset="smoke", policy_hidden=[16, 16], total_steps=256, run_dir=tmp_path / "r")
     again = runs.train("ppo", preset="smoke", policy_hidden=[16, 16], total_steps=256, run_dir=tmp_path / "r")
     assert again.final["step"] == first.final["step"] == 256
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds trained together
+# --------------------------------------------------------------------------------------------
+
+#: Seeds trained together in these tests: smoke PPO on Pendulum-v1 (2 envs x 128 steps per iteration,
+#: 2 epochs x 4 minibatches of 64), 8 iterations, 64 minibatch steps.
+SEEDS, GROUP_STEPS, MINIBATCH_STEPS = [1, 2], 2_048, 64
+
+
+def group_config(seed: int = 1) -> PPOConfig:
+    return smoke_config(env="Pendulum-v1", seed=seed, total_steps=GROUP_STEPS)
+
+
+def _checkpoint(run_dir: Path, config: PPOConfig) -> tuple[Any, dict[str, Any]]:
+    trainer = PPOTrainer(config, run_dir)
+    try:
+        state, host, _, _ = load_checkpoint(run_dir / "checkpoint.ckpt", algorithm="ppo", template=trainer.state)
+    finally:
+        trainer.close()
+    return jax.device_get(state), host
+
+
+def _flat(params: Any) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(leaf, np.float64)) for leaf in jax.tree_util.tree_leaves(params)])
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seeds 1 and 2 in one process, by ``hybridrl train ppo --seeds 2``."""
+    root = tmp_path_factory.mktemp("ppo-seeds") / "group"
+    assert main(["train", "ppo", "--env", "Pendulum-v1", "--preset", "smoke", "--total-steps", str(GROUP_STEPS),
+                 "--seeds", "2", "--first-seed", "1", "--run-dir", str(root), "--no-progress"]) == 0
+    return root
+
+
+def test_a_seed_trained_with_others_follows_its_run_alone(group_run: Path, tmp_path: Path) -> None:
+    config = group_config(seed=2)
+    alone = runs.train("ppo", preset="smoke", env="Pendulum-v1", seed=2, total_steps=GROUP_STEPS,
+                       run_dir=tmp_path / "alone")
+    grouped = group_run / "seed2"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.ckpt", "final.json"):
+        assert (grouped / name).is_file(), name
+    assert runs.read_run_config(grouped) == runs.read_run_config(alone.run_dir) == (SPEC, config)
+    final = json.loads((grouped / "final.json").read_text())
+    assert final["seed"] == 2 and final["step"] == GROUP_STEPS
+
+    together, together_host = _checkpoint(grouped, config)
+    single, single_host = _checkpoint(alone.run_dir, config)
+    # The same random streams after the same draws: the action generator and the minibatch key.
+    assert together_host["rng"] == single_host["rng"]
+    assert_trees_equal(together.key, single.key)
+    # The same computation but for the order of float32 sums in the batched matrix products (rollout
+    # passes and updates), within the round-off bound of 64 minibatch steps through sums of 64 terms...
+    tolerance = roundoff_tolerance(MINIBATCH_STEPS, summation_length=64)
+    difference = np.linalg.norm(_flat(together.params) - _flat(single.params))
+    assert difference <= tolerance * np.linalg.norm(_flat(single.params))
+    # ... far below what another seed changes, so a mixed-up seed would fail.
+    other, _ = _checkpoint(group_run / "seed1", group_config(seed=1))
+    assert tolerance * np.linalg.norm(_flat(single.params)) < 1e-2 * np.linalg.norm(
+        _flat(other.params) - _flat(single.params))
+    # The same log lines (steps and metrics).
+    grouped_metrics, alone_metrics = metrics_without_timing(grouped), metrics_without_timing(alone.run_dir)
+    assert [sorted(line) for line in grouped_metrics] == [sorted(line) for line in alone_metrics]
+    # `hybridrl eval` and `resume` treat a seed's directory as any run's.
+    assert runs.evaluate(grouped)["eval/return_mean"] == final["eval/return_mean"]
+    assert runs.resume(grouped).final == final
+
+
+def test_an_interrupted_group_resumes_like_an_uninterrupted_one(group_run: Path, tmp_path: Path) -> None:
+    configs = [group_config(seed) for seed in SEEDS]
+    root = tmp_path / "group"
+    # After 3 iterations: mid-episode (Pendulum's episodes are 200 steps per env).
+    paused = train_seeds(configs, runs.seed_run_dirs(root, SEEDS), stop_at_step=768)
+    assert paused == [{"step": 768, "paused": True}] * 2
+    results = runs.start_seeds(SPEC, configs[0], SEEDS, root)
+    for config, result in zip(configs, results, strict=True):
+        assert any(path.name.endswith(".step768") for path in (result.run_dir / "tb").iterdir())
+        uninterrupted = group_run / f"seed{config.seed}"
+        assert metrics_without_timing(result.run_dir) == metrics_without_timing(uninterrupted)
+        resumed_state, resumed_host = _checkpoint(result.run_dir, config)
+        whole_state, whole_host = _checkpoint(uninterrupted, config)
+        assert_trees_equal(resumed_state, whole_state)
+        assert resumed_host["rng"] == whole_host["rng"]
+        np.testing.assert_array_equal(resumed_host["next_observations"], whole_host["next_observations"])
+
+
+def test_seeds_paused_at_different_steps_resume_in_groups_by_step(group_run: Path, tmp_path: Path) -> None:
+    root, stops = tmp_path / "group", (512, 1024)
+    run_dirs = runs.seed_run_dirs(root, SEEDS)
+    for seed, run_dir, stop in zip(SEEDS, run_dirs, stops, strict=True):
+        assert train_seeds([group_config(seed)], [run_dir], stop_at_step=stop)[0]["step"] == stop
+    results = runs.start_seeds(SPEC, group_config(), SEEDS, root)
+    for seed, result, stop in zip(SEEDS, results, stops, strict=True):
+        assert any(path.name.endswith(f".step{stop}") for path in (result.run_dir / "tb").iterdir())
+        assert result.final["step"] == GROUP_STEPS
+        assert [line["step"] for line in metrics_without_timing(result.run_dir)] == [
+            line["step"] for line in metrics_without_timing(group_run / f"seed{seed}")]
+
+
+def test_seeds_trained_together_must_differ_only_in_their_seed(tmp_path: Path) -> None:
+    configs = [group_config(seed=1), dataclasses.replace(group_config(seed=2), clip_coef=0.1)]
+    with pytest.raises(ConfigError, match="must differ only in their seed"):
+        train_seeds(configs, runs.seed_run_dirs(tmp_path, [1, 2]))
+
+
+def test_only_plain_ppo_trains_in_a_seed_group(tmp_path: Path) -> None:
+    from hybridrl.rl.props import PROPSTrainer
+
+    props = get_algorithm("props")
+    trainer = PROPSTrainer(props.make_config("smoke", env="Pendulum-v1"), tmp_path)
+    try:
+        with pytest.raises(ConfigError, match="only plain PPO"):
+            PPOSeedGroup([trainer])
+    finally:
+        trainer.close()

@@ -95,6 +95,16 @@ class JointNumpyMLP:
         ends = np.cumsum([np.shape(layers[-1]["bias"])[0] for layers in networks])
         return cls(tuple(kernels), tuple(biases), activation, tuple(int(end) for end in ends))
 
+    @classmethod
+    def stack(cls, joints: Sequence[JointNumpyMLP]) -> JointNumpyMLP:
+        """Joint MLPs of the same shapes (one per seed) as one with a leading seed axis: each layer is
+        one batched matmul, ``[seeds, rows, in] @ [seeds, in, out] + [seeds, 1, out]``, and the input
+        is ``[seeds, rows, in]``."""
+        first = joints[0]
+        kernels = tuple(np.stack(layer) for layer in zip(*[joint.kernels for joint in joints], strict=True))
+        biases = tuple(np.stack(layer)[:, None] for layer in zip(*[joint.biases for joint in joints], strict=True))
+        return cls(kernels, biases, first.activation, first.output_ends)
+
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         """Each network's output for ``x``, in the order they were given."""
         act = _ACTIVATIONS[self.activation][1]

@@ -11,7 +11,11 @@ Runs that differ only in their seed can train in one process, vmapped over seeds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -73,6 +77,16 @@ def groups_by_step(steps: list[int]) -> list[list[int]]:
     for index, step in enumerate(steps):
         by_step.setdefault(step, []).append(index)
     return [by_step[step] for step in sorted(by_step)]
+
+
+def stack_seeds(trees: Sequence[Any]) -> Any:
+    """Pytrees of runs trained together (equal in structure and shapes) stacked on a leading seed axis."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def seed_rows(tree: Any, index: int) -> Any:
+    """Run ``index``'s rows of a pytree stacked by :func:`stack_seeds` (or of per-seed metrics)."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
 
 
 def seed_devices(seeds: int, devices: int) -> int:

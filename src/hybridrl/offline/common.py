@@ -32,7 +32,7 @@ from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.evaluation import ActFunction, evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import GaussianPolicy, Params
-from hybridrl.core.seeding import groups_by_step, seed_sharding
+from hybridrl.core.seeding import groups_by_step, seed_sharding, stack_seeds
 from hybridrl.data.dataset import Dataset, TransitionBatch
 from hybridrl.data.loading import load_dataset
 from hybridrl.envs.factory import make_env
@@ -426,8 +426,7 @@ class SeedGroup:
         if len(trainers[0].stages()) != 1:
             raise ConfigError(f"{trainers[0].algorithm} has several stages; it cannot train seeds in one process")
         self.trainers = list(trainers)
-        self.states = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
-                                             *[trainer.checkpoint_state() for trainer in self.trainers])
+        self.states = stack_seeds([trainer.checkpoint_state() for trainer in self.trainers])
         self.data = self.trainers[0].data.transitions
         sharding = seed_sharding(len(self.trainers))
         if sharding is not None:

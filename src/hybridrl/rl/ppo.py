@@ -20,9 +20,11 @@ jitted update, then the trainer (rollout, logging, evaluation, checkpoints).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -43,7 +45,15 @@ from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import CategoricalPolicy, GaussianPolicy, JointNumpyMLP, ValueHead
 from hybridrl.core.normalization import ReturnNormalizer, RunningMeanStd
 from hybridrl.core.rollout import RolloutBuffer
-from hybridrl.core.seeding import Seeder, generator_state, restore_generator
+from hybridrl.core.seeding import (
+    Seeder,
+    generator_state,
+    groups_by_step,
+    restore_generator,
+    seed_rows,
+    seed_sharding,
+    stack_seeds,
+)
 from hybridrl.envs.factory import check_env_id, make_env, make_vector_env
 from hybridrl.envs.snapshot import SnapshotUnsupportedError
 from hybridrl.errors import ConfigError
@@ -481,35 +491,49 @@ class PPOTrainer:
 
     def collect_rollout(self) -> list[float]:
         """Fill the buffer with ``num_steps`` steps of every env; return finished episodes' returns."""
-        config, buffer = self.config, self.buffer
-        value, value_params = self.networks.value, self._host_params["value"]
         finished_returns: list[float] = []
-        self.truncation_values.fill(0.0)
-        for step in range(config.num_steps):
+        for step in range(self.config.num_steps):
             observations = self.normalize(self.next_observations)
-            distribution, buffer.values[step] = self.policy_and_values(observations)
-            actions = distribution.sample_numpy(self.rng)
-            buffer.observations[step] = observations
-            buffer.actions[step] = actions
-            buffer.log_probs[step] = distribution.log_prob(actions)
-            rewards, terminated, ended, truncated_finals = self.step_envs(actions, finished_returns)
-            if truncated_finals is not None:
-                cut, final = truncated_finals
-                self.truncation_values[step, cut] = value.apply_numpy(value_params, self.normalize(final))
-            if config.normalize_rewards:
-                rewards = self.return_normalizer(rewards, ended)
-            buffer.rewards[step] = rewards
-            buffer.terminated[step] = terminated
-            buffer.episode_ended[step] = ended
-            if config.normalize_observations:
-                self.observation_stats.update(self.next_observations)
-        # Value of the state after each step: the next stored state within an episode, the true final
-        # observation where a time limit cut the episode, and the current state after the last step.
+            distribution, values = self.policy_and_values(observations)
+            self.record_step(step, observations, distribution, values, finished_returns)
+        self.finish_rollout()
+        return finished_returns
+
+    def record_step(self, step: int, observations: np.ndarray, distribution: Distribution, values: np.ndarray,
+                    finished_returns: list[float]) -> None:
+        """Rollout step ``step``: sample actions from ``distribution`` (the policy at the normalised
+        ``observations``, whose values are ``values``) with this run's generator, step the envs and
+        store the transition."""
+        config, buffer = self.config, self.buffer
+        actions = distribution.sample_numpy(self.rng)
+        buffer.observations[step] = observations
+        buffer.values[step] = values
+        buffer.actions[step] = actions
+        buffer.log_probs[step] = distribution.log_prob(actions)
+        rewards, terminated, ended, truncated_finals = self.step_envs(actions, finished_returns)
+        if truncated_finals is not None:
+            cut, final = truncated_finals
+            self.truncation_values[step, cut] = self.networks.value.apply_numpy(self._host_params["value"],
+                                                                                self.normalize(final))
+        if config.normalize_rewards:
+            rewards = self.return_normalizer(rewards, ended)
+        buffer.rewards[step] = rewards
+        buffer.terminated[step] = terminated
+        buffer.episode_ended[step] = ended
+        if config.normalize_observations:
+            self.observation_stats.update(self.next_observations)
+
+    def finish_rollout(self) -> None:
+        """After the last step: the value of the state after each step, which is the next stored state
+        within an episode, the true final observation where a time limit cut the episode, and the
+        current state after the last step."""
+        buffer = self.buffer
         buffer.next_values[:-1] = buffer.values[1:]
-        buffer.next_values[-1] = value.apply_numpy(value_params, self.normalize(self.next_observations))
+        buffer.next_values[-1] = self.networks.value.apply_numpy(self._host_params["value"],
+                                                                 self.normalize(self.next_observations))
         truncated_mask = buffer.episode_ended & ~buffer.terminated
         buffer.next_values[truncated_mask] = self.truncation_values[truncated_mask]
-        return finished_returns
+        self.truncation_values.fill(0.0)
 
     def step_envs(self, actions: np.ndarray, finished_returns: list[float]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -540,6 +564,18 @@ class PPOTrainer:
     def update(self) -> dict[str, float]:
         """One PPO update on the collected rollout; returns host metrics."""
         config = self.config
+        batch, returns = self.rollout_batch()
+        self.state, metrics = ppo_update(self.state, batch, self.learning_rate(), networks=self.networks,
+                                         settings=self.settings, max_grad_norm=config.max_grad_norm,
+                                         value_learning_rate_scale=config.value_learning_rate_scale)
+        # One transfer per iteration: parameters for the next rollout and the metrics.
+        host_params, host_metrics = jax.device_get((self.state.params, metrics))
+        return self.finish_update(host_params, host_metrics, returns)
+
+    def rollout_batch(self) -> tuple[RolloutBatch, np.ndarray]:
+        """The collected rollout with its GAE advantages, flattened for the update, and the returns
+        (``(num_steps, num_envs)``)."""
+        config = self.config
         advantages, returns = self.buffer.advantages_and_returns(config.gamma, config.gae_lambda)
         batch = RolloutBatch(
             observations=self.buffer.observations.reshape(config.batch_size, *self.observation_shape),
@@ -547,14 +583,18 @@ class PPOTrainer:
             log_probs=self.buffer.log_probs.reshape(-1), values=self.buffer.values.reshape(-1),
             advantages=advantages.reshape(-1), returns=returns.reshape(-1),
         )
+        return batch, returns
+
+    def learning_rate(self) -> np.float32:
+        """This iteration's step size (annealed linearly to 0 over the run if configured)."""
+        config = self.config
         fraction_left = 1.0 - self.iteration / config.num_iterations if config.anneal_lr else 1.0
-        self.state, metrics = ppo_update(self.state, batch, np.float32(config.learning_rate * fraction_left),
-                                         networks=self.networks, settings=self.settings,
-                                         max_grad_norm=config.max_grad_norm,
-                                         value_learning_rate_scale=config.value_learning_rate_scale)
+        return np.float32(config.learning_rate * fraction_left)
+
+    def finish_update(self, host_params: dict[str, Any], host_metrics: dict[str, Any],
+                      returns: np.ndarray) -> dict[str, float]:
+        """After an update: take its parameters for the next rollout; the update's scalars."""
         self.iteration += 1
-        # One transfer per iteration: parameters for the next rollout and the metrics.
-        host_params, host_metrics = jax.device_get((self.state.params, metrics))
         self._set_host_params(host_params)
         explained = 1.0 - np.var(returns - self.buffer.values) / max(float(np.var(returns)), 1e-8)
         return {**{name: float(value) for name, value in host_metrics.items()},
@@ -564,44 +604,28 @@ class PPOTrainer:
         """Deterministic evaluation on a separate env instance."""
         return evaluate_policy(self.eval_env, self.act_deterministic, episodes, self.eval_seed, self.config.env)
 
+    def evaluate_and_log(self, logger: RunLogger) -> None:
+        """Evaluate now and log the result at the current step."""
+        self.last_eval, self.last_eval_step = self.evaluate(self.config.eval_episodes), self.global_step
+        logger.log(self.global_step, self.last_eval)
+
     # -- the loop ------------------------------------------------------------------------------
+
+    def iterate(self) -> dict[str, float]:
+        """One iteration: a rollout and the update on it; returns the iteration's scalars."""
+        finished_returns = self.collect_rollout()
+        self.global_step += self.config.batch_size
+        scalars = self.update()
+        if finished_returns:
+            scalars["train/episode_return"] = float(np.mean(finished_returns))
+        return scalars
 
     def train(self, stop_at_step: int | None = None) -> dict[str, Any]:
         """Train to ``total_steps`` (or pause at the first checkpoint at or after ``stop_at_step``).
 
         Evaluations and checkpoints happen at iteration boundaries once their interval has passed.
         """
-        config = self.config
-        logger = RunLogger(self.run_dir, config.total_steps, start_step=self.global_step,
-                           progress=self.progress, elapsed=self.elapsed)
-        try:
-            while self.global_step < config.total_steps:
-                previous_step = self.global_step
-                finished_returns = self.collect_rollout()
-                self.global_step += config.batch_size
-                scalars = self.update()
-                scalars["train/steps_per_second"] = config.batch_size / max(logger.elapsed - self.elapsed, 1e-9)
-                self.elapsed = logger.elapsed
-                if finished_returns:
-                    scalars["train/episode_return"] = float(np.mean(finished_returns))
-                logger.log(self.global_step, scalars)
-                if interval_crossed(previous_step, self.global_step, config.eval_interval):
-                    self.last_eval, self.last_eval_step = self.evaluate(config.eval_episodes), self.global_step
-                    logger.log(self.global_step, self.last_eval)
-                done = self.global_step >= config.total_steps
-                pause = stop_at_step is not None and self.global_step >= stop_at_step
-                if done or pause or interval_crossed(previous_step, self.global_step, config.checkpoint_interval):
-                    self.save_checkpoint()
-                logger.update_progress(self.global_step)
-                if pause and not done:
-                    return {"step": self.global_step, "paused": True}
-            if self.last_eval_step != self.global_step:
-                self.last_eval, self.last_eval_step = self.evaluate(config.eval_episodes), self.global_step
-                logger.log(self.global_step, self.last_eval)
-                self.save_checkpoint()
-        finally:
-            logger.close()
-        return {"step": self.global_step, **self.last_eval, "wall_time_s": self.elapsed}
+        return train_in_lockstep([self], lambda: [self.iterate()], stop_at_step)[0]
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -681,6 +705,206 @@ def interval_crossed(previous: int, current: int, interval: int) -> bool:
     return interval > 0 and previous // interval != current // interval
 
 
+def train_in_lockstep(trainers: Sequence[PPOTrainer], iterate: Callable[[], list[dict[str, float]]],
+                      stop_at_step: int | None = None, save: Callable[[int], object] | None = None
+                      ) -> list[dict[str, Any]]:
+    """The loop of :meth:`PPOTrainer.train`, for one run or for seeds trained together.
+
+    The trainers are at the same step with the same config but for the seed. ``iterate()`` makes one
+    iteration (rollout and update) of every run and returns each run's scalars; every run then logs,
+    evaluates and checkpoints what is due, each in its own run directory.
+
+    :param stop_at_step: pause (with checkpoints) after the first iteration at or after this step,
+        returning ``{"step": ..., "paused": True}`` per run.
+    :param save: writes run ``i``'s checkpoint (default: its :meth:`PPOTrainer.save_checkpoint`).
+    :returns: each run's final metrics, in order.
+    """
+    lead, config = trainers[0], trainers[0].config
+    save = save or (lambda index: trainers[index].save_checkpoint())
+    loggers = [RunLogger(trainer.run_dir, config.total_steps, start_step=trainer.global_step,
+                         progress=trainer.progress, elapsed=trainer.elapsed) for trainer in trainers]
+    runs = list(zip(trainers, loggers, strict=True))
+    try:
+        while lead.global_step < config.total_steps:
+            previous = lead.global_step
+            scalars = iterate()
+            step = lead.global_step
+            done, pause = step >= config.total_steps, stop_at_step is not None and step >= stop_at_step
+            checkpoint = done or pause or interval_crossed(previous, step, config.checkpoint_interval)
+            for index, ((trainer, logger), run_scalars) in enumerate(zip(runs, scalars, strict=True)):
+                run_scalars["train/steps_per_second"] = config.batch_size / max(logger.elapsed - trainer.elapsed, 1e-9)
+                trainer.elapsed = logger.elapsed
+                logger.log(step, run_scalars)
+                if interval_crossed(previous, step, config.eval_interval):
+                    trainer.evaluate_and_log(logger)
+                if checkpoint:
+                    save(index)
+                logger.update_progress(step)
+            if pause and not done:
+                return [{"step": step, "paused": True} for _ in trainers]
+        for index, (trainer, logger) in enumerate(runs):
+            if trainer.last_eval_step != trainer.global_step:
+                trainer.evaluate_and_log(logger)
+                save(index)
+    finally:
+        for logger in loggers:
+            logger.close()
+    return [{"step": trainer.global_step, **trainer.last_eval, "wall_time_s": trainer.elapsed} for trainer in trainers]
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds in one process: rollouts side by side, the update vmapped over a leading seed axis
+# --------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("networks", "settings", "max_grad_norm", "value_learning_rate_scale"))
+def ppo_update_over_seeds(states: PPOTrainState, batches: RolloutBatch, learning_rate: jax.Array, *,
+                          networks: PPONetworks, settings: UpdateSettings, max_grad_norm: float,
+                          value_learning_rate_scale: float = 1.0) -> tuple[PPOTrainState, dict[str, jax.Array]]:
+    """:func:`ppo_update` of every seed in one compiled call, states and rollouts stacked on a leading
+    seed axis. Each seed shuffles its minibatches with its own key, so it follows the computation it
+    has alone up to the float round-off of the batched matrix products; each metric gets a leading
+    seed axis."""
+    def one_seed(state: PPOTrainState, batch: RolloutBatch) -> tuple[PPOTrainState, dict[str, jax.Array]]:
+        return ppo_update(state, batch, learning_rate, networks=networks, settings=settings,
+                          max_grad_norm=max_grad_norm, value_learning_rate_scale=value_learning_rate_scale)
+
+    updated: tuple[PPOTrainState, dict[str, jax.Array]] = jax.vmap(one_seed)(states, batches)
+    return updated
+
+
+class PPOSeedGroup:
+    """Runs of PPO that differ only in their seed, trained together in one process
+    (``hybridrl train ppo --seeds N``).
+
+    Each seed keeps its own :class:`PPOTrainer`: its vector envs, normalisers, random streams (env
+    seeds, action generator, minibatch key), run directory, log, evaluations and checkpoints, so it
+    follows the computation it has when trained alone. Per rollout step the policies and values of
+    all seeds are one batched numpy pass over their stacked parameters
+    (:class:`~hybridrl.core.networks.JointNumpyMLP` with a seed axis) and the envs step one seed
+    after another; per iteration, the updates of all seeds are one compiled call
+    (:func:`ppo_update_over_seeds`), with the seeds split over the local devices when there are
+    several (:func:`~hybridrl.core.seeding.seed_sharding`).
+
+    :param trainers: plain PPO trainers (not PROPS or Uni-O4's online phase) at the same step, with
+        configs equal but for the seed and their checkpoints loaded. Their ``state`` is brought up
+        to date at each checkpoint.
+    """
+
+    def __init__(self, trainers: Sequence[PPOTrainer]) -> None:
+        if any(type(trainer) is not PPOTrainer for trainer in trainers):
+            raise ConfigError("only plain PPO trains seeds in one process, not its subclasses")
+        if len({trainer.global_step for trainer in trainers}) != 1:
+            raise ConfigError("seeds trained together must be at the same step; resume them in groups by step")
+        self.trainers = list(trainers)
+        lead = self.trainers[0]
+        self.config, self.networks, self.settings = lead.config, lead.networks, lead.settings
+        self.states: PPOTrainState = stack_seeds([trainer.state for trainer in self.trainers])
+        self.sharding = seed_sharding(len(self.trainers))
+        if self.sharding is not None:
+            self.states = jax.device_put(self.states, self.sharding[0])
+        self._stack_host_networks()
+
+    def _stack_host_networks(self) -> None:
+        """The seeds' joint policy-and-value passes stacked into one (None where a seed has none)."""
+        joint = [trainer._policy_and_value for trainer in self.trainers]
+        self.policies_and_values = (None if any(network is None for network in joint)
+                                    else JointNumpyMLP.stack(cast(list[JointNumpyMLP], joint)))
+
+    def collect_rollouts(self) -> list[list[float]]:
+        """:meth:`PPOTrainer.collect_rollout` of every seed, step by step; each seed's finished returns."""
+        finished: list[list[float]] = [[] for _ in self.trainers]
+        for step in range(self.config.num_steps):
+            observations = np.stack([trainer.normalize(trainer.next_observations) for trainer in self.trainers])
+            if self.policies_and_values is None:
+                outputs = [trainer.policy_and_values(rows) for trainer, rows in zip(self.trainers, observations,
+                                                                                     strict=True)]
+            else:
+                heads, values = self.policies_and_values(observations)
+                outputs = [(trainer.networks.policy.distribution_numpy(trainer._host_params["policy"], head),
+                            value[..., 0]) for trainer, head, value in zip(self.trainers, heads, values, strict=True)]
+            for trainer, rows, (distribution, value), returns in zip(self.trainers, observations, outputs, finished,
+                                                                     strict=True):
+                trainer.record_step(step, rows, distribution, value, returns)
+        for trainer in self.trainers:
+            trainer.finish_rollout()
+        return finished
+
+    def iterate(self) -> list[dict[str, float]]:
+        """One iteration of every seed (:meth:`PPOTrainer.iterate`); each seed's scalars."""
+        finished = self.collect_rollouts()
+        for trainer in self.trainers:
+            trainer.global_step += self.config.batch_size
+        batches, returns = zip(*[trainer.rollout_batch() for trainer in self.trainers], strict=True)
+        stacked = jax.tree_util.tree_map(lambda *rows: np.stack(rows), *batches)
+        if self.sharding is not None:
+            stacked = jax.device_put(stacked, self.sharding[0])
+        config = self.config
+        self.states, metrics = ppo_update_over_seeds(
+            self.states, stacked, self.trainers[0].learning_rate(), networks=self.networks, settings=self.settings,
+            max_grad_norm=config.max_grad_norm, value_learning_rate_scale=config.value_learning_rate_scale)
+        host_params, host_metrics = jax.device_get((self.states.params, metrics))
+        scalars = []
+        for index, (trainer, run_returns, run_finished) in enumerate(zip(self.trainers, returns, finished,
+                                                                         strict=True)):
+            run_scalars = trainer.finish_update(seed_rows(host_params, index), seed_rows(host_metrics, index),
+                                                run_returns)
+            if run_finished:
+                run_scalars["train/episode_return"] = float(np.mean(run_finished))
+            scalars.append(run_scalars)
+        self._stack_host_networks()
+        return scalars
+
+    def save(self, index: int) -> Path:
+        """Write run ``index``'s checkpoint in a single run's format."""
+        trainer = self.trainers[index]
+        trainer.state = seed_rows(self.states, index)
+        return trainer.save_checkpoint()
+
+    def train(self, stop_at_step: int | None = None) -> list[dict[str, Any]]:
+        """Train every seed to ``total_steps`` (see :meth:`PPOTrainer.train`); each run's final
+        metrics, its ``wall_time_s`` being its share of the group's."""
+        finals = train_in_lockstep(self.trainers, self.iterate, stop_at_step, self.save)
+        for final in finals:
+            if "wall_time_s" in final:  # absent from a paused run's
+                final["wall_time_s"] /= len(self.trainers)
+        return finals
+
+
+def train_seeds(configs: Sequence[PPOConfig], run_dirs: Sequence[Path], progress: bool = False,
+                stop_at_step: int | None = None) -> list[dict[str, Any]]:
+    """The ``train_seeds`` hook of :data:`ALGORITHM`: train runs that differ only in their seed in this
+    process (:class:`PPOSeedGroup`), each resuming from its checkpoint when it has one; runs whose
+    checkpoints stopped at different steps train in separate groups, one per step.
+
+    :param configs: one config per run, equal but for ``seed``.
+    :param run_dirs: one run directory per config.
+    :param progress: show a progress bar (of the first run).
+    :param stop_at_step: pause every run after its first iteration at or after this step (for tests).
+    :returns: each run's final metrics, in order.
+    """
+    if not configs or len(configs) != len(run_dirs):
+        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
+    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
+        raise ConfigError("runs trained together must differ only in their seed")
+    trainers: list[PPOTrainer] = []
+    try:
+        for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True)):
+            trainers.append(PPOTrainer(config, Path(run_dir), progress and index == 0))
+            checkpoint = trainers[-1].run_dir / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainers[-1].load_checkpoint(checkpoint)
+        finals: list[dict[str, Any]] = [{} for _ in trainers]
+        for indices in groups_by_step([trainer.global_step for trainer in trainers]):
+            group = PPOSeedGroup([trainers[index] for index in indices])
+            for index, final in zip(indices, group.train(stop_at_step), strict=True):
+                finals[index] = final
+    finally:
+        for trainer in trainers:
+            trainer.close()
+    return finals
+
+
 def _make_trainer(config: PPOConfig, run_dir: Path, progress: bool) -> PPOTrainer:
     return PPOTrainer(config, run_dir, progress)
 
@@ -691,7 +915,9 @@ ALGORITHM = AlgorithmSpec(
     presets=PRESETS,
     make_trainer=_make_trainer,
     summary="Proximal Policy Optimization, continuous and discrete actions",
+    train_seeds=train_seeds,
 )
 
-__all__ = ["ALGORITHM", "PRESETS", "PPOConfig", "PPOTrainState", "PPOTrainer", "RolloutBatch",
-           "init_train_state", "make_networks", "ppo_loss", "ppo_update"]
+__all__ = ["ALGORITHM", "PRESETS", "PPOConfig", "PPOSeedGroup", "PPOTrainState", "PPOTrainer", "RolloutBatch",
+           "init_train_state", "make_networks", "ppo_loss", "ppo_update", "ppo_update_over_seeds", "train_in_lockstep",
+           "train_seeds"]

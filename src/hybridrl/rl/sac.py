@@ -59,7 +59,15 @@ from hybridrl.core.replay import (
     replay_buffer,
     replay_sample,
 )
-from hybridrl.core.seeding import Seeder, generator_state, groups_by_step, restore_generator, seed_sharding
+from hybridrl.core.seeding import (
+    Seeder,
+    generator_state,
+    groups_by_step,
+    restore_generator,
+    seed_rows,
+    seed_sharding,
+    stack_seeds,
+)
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.envs.factory import check_env_id, make_env
 from hybridrl.envs.snapshot import SnapshotUnsupportedError
@@ -761,8 +769,8 @@ class SACSeedGroup:
         self.trainers = list(trainers)
         lead = self.trainers[0]
         self.config, self.networks, self.settings = lead.config, lead.networks, lead.settings
-        self.states: SACState = _stack_on_device([trainer.state for trainer in self.trainers])
-        self.buffers: ReplayBuffer = _stack_on_device([trainer.buffer for trainer in self.trainers])
+        self.states: SACState = stack_seeds([trainer.state for trainer in self.trainers])
+        self.buffers: ReplayBuffer = stack_seeds([trainer.buffer for trainer in self.trainers])
         for trainer in self.trainers:
             # The stacked buffer holds its rows now; a run's rows are sliced out for its checkpoints.
             del trainer.buffer
@@ -827,13 +835,13 @@ class SACSeedGroup:
                 trainer.last_metrics = {name: value[index] for name, value in self.metrics.items()}
         if boundary.evaluate or boundary.checkpoint:
             for index, trainer in enumerate(self.trainers):
-                trainer.state = _seed_rows(self.states, index)
+                trainer.state = seed_rows(self.states, index)
                 trainer.refresh_host_actor()
 
     def save(self, index: int) -> Path:
         """Write run ``index``'s checkpoint in a single run's format (after :meth:`prepare`)."""
         trainer = self.trainers[index]
-        return trainer.write_checkpoint({"sac": trainer.state, "replay": _seed_rows(self.buffers, index)})
+        return trainer.write_checkpoint({"sac": trainer.state, "replay": seed_rows(self.buffers, index)})
 
     def train(self, stop_at_step: int | None = None) -> list[dict[str, Any]]:
         """Train every seed to ``total_steps`` (see :meth:`SACTrainer.train`); each run's final
@@ -843,14 +851,6 @@ class SACSeedGroup:
             if "wall_time_s" in final:  # absent from a paused run's
                 final["wall_time_s"] /= len(self.trainers)
         return finals
-
-
-def _stack_on_device(trees: Sequence[Any]) -> Any:
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def _seed_rows(tree: Any, index: int) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
 
 
 def train_seeds(configs: Sequence[SACConfig], run_dirs: Sequence[Path], progress: bool = False,
