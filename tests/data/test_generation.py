@@ -23,7 +23,7 @@ from hybridrl.errors import ConfigError
 
 
 def test_parse_dataset_name() -> None:
-    assert parse_dataset_name("hopper-medium-replay-v5") == ("hopper", "medium-replay", "Hopper-v5")
+    assert parse_dataset_name("hopper-medium-replay-v5") == ("hopper", "medium-replay", "Hopper-v5", "ppo")
     assert parse_dataset_name("halfcheetah-expert-v5")[2] == "HalfCheetah-v5"
     with pytest.raises(ConfigError, match="family one of hopper, halfcheetah, walker2d"):
         parse_dataset_name("ant-medium-v5")

@@ -2,9 +2,9 @@
 
 ::
 
-    hybridrl data info ID [--env ENV] [--json] [--no-validate]
+    hybridrl data info ID [--env ENV] [--json] [--no-validate] [--no-card]
     hybridrl data list
-    hybridrl data make hopper-medium-v5 [--preset smoke|cpu|paper] [--seed N] [--overwrite]
+    hybridrl data make hopper-medium-sac-v5 [--preset smoke|cpu|paper] [--seed N] [--overwrite]
     hybridrl data demos dmc:walker-walk [--episodes 10] [--run-dir RUN_DIR]
 """
 
@@ -20,7 +20,7 @@ _USAGE = """usage: hybridrl data COMMAND ...
 commands:
   info ID       summarise a dataset (ours, a Minari id or folder, or a D4RL .hdf5 file)
   list          list the datasets in the local Minari root (MINARI_DATASETS_PATH)
-  make NAME     generate hopper-medium-v5 and friends (--preset smoke|cpu|paper, --seed N)
+  make NAME     generate hopper-medium-sac-v5 and friends (--preset smoke|cpu|paper, --seed N)
   demos ENV     record expert demonstrations (--episodes N, --run-dir RUN)
 """
 
@@ -51,12 +51,20 @@ def _info(rest: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--validate", action=argparse.BooleanOptionalAction, default=True,
                         help="validate the data (default: yes)")
+    parser.add_argument("--card", action=argparse.BooleanOptionalAction, default=True,
+                        help="write the data card as a PNG beside the dataset (default: yes)")
     arguments = parser.parse_args(rest)
-    from hybridrl.data.loading import load_dataset
-    from hybridrl.data.summary import format_summary, summarize
+    from hybridrl.data.loading import load_dataset, resolve_dataset
+    from hybridrl.data.summary import card_path, format_summary, summarize, write_card
 
     dataset = load_dataset(arguments.dataset, env=arguments.env, validate=arguments.validate)
     summary = summarize(dataset)
+    if arguments.card:
+        path = card_path(resolve_dataset(arguments.dataset)[1])
+        try:
+            summary["card"] = str(write_card(dataset, summary, path))
+        except OSError as error:  # a read-only dataset folder: the summary still prints
+            summary["card"] = f"not written ({error})"
     print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
     return 0
 
@@ -81,11 +89,13 @@ def _make(rest: list[str]) -> int:
         description="Generate D4RL-style datasets with hybridrl's own learners and write them in Minari format "
                     "as hybridrl/<name> under MINARI_DATASETS_PATH.")
     parser.add_argument("names", nargs="+", metavar="NAME",
-                        help=f"<family>-<kind>-v5; family hopper, halfcheetah or walker2d; kind {', '.join(KINDS)}; "
-                             "or <family>-all-v5 for every kind")
+                        help=f"<family>-<kind>-sac-v5 (SAC-made, as D4RL's) or <family>-<kind>-v5 (PPO-made, "
+                             f"legacy); family hopper, halfcheetah or walker2d; kind {', '.join(KINDS)}; or "
+                             "<family>-all-sac-v5 for every kind")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                        help="smoke: seconds, for tests; cpu: 100k transitions from the shipped behaviour policies; "
-                             "paper: 1M transitions, policies trained for 3M steps (default: cpu)")
+                        help="smoke: seconds, for tests; cpu: 200k transitions (PPO-made: 100k) from the shipped "
+                             "behaviour policies; paper: 1M transitions, D4RL's size, policies trained for 1M steps "
+                             "(PPO: 3M) (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training, references and collection")
     parser.add_argument("--overwrite", action="store_true", help="replace existing datasets of these names")
     parser.add_argument("--work-dir", default=None, help="where behaviour policies are trained (default runs/data)")
@@ -101,7 +111,8 @@ def _make(rest: list[str]) -> int:
     for name in names:
         folder = generate(name, arguments.preset, arguments.seed, overwrite=arguments.overwrite,
                           work_dir=arguments.work_dir, retrain=arguments.retrain, progress=arguments.progress)
-        print(f"{name}: written to {folder}  (`hybridrl data info {name}` summarises it)")
+        print(f"{name}: written to {folder}, data card {folder / 'data_card.png'}  (`hybridrl data info {name}` "
+              "summarises it)")
     return 0
 
 

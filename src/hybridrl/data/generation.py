@@ -1,6 +1,19 @@
 """D4RL-style datasets generated with hybridrl's own learners, reproducibly from one seed.
 
-Recipe for ``<family>-<kind>-v5`` (family: hopper, halfcheetah, walker2d):
+Two recipes, ``<family>-<kind>-sac-v5`` (the default of every offline benchmark) and the older
+``<family>-<kind>-v5`` (PPO-made, kept so the results committed with it stay reproducible); family
+hopper, halfcheetah or walker2d; kind random, medium, medium-replay, expert or medium-expert.
+
+**SAC-made, as D4RL made them** (:mod:`hybridrl.data.sac_behaviour` trains the policies):
+
+* behaviour policies: SAC's expert (its best snapshot) and medium (first reaching about a third of
+  the expert's return) actors; actions are sampled and tanh-squashed, as D4RL's;
+* ``random``: uniform random actions; ``medium`` / ``expert``: the medium / expert actor's samples;
+  ``medium-expert``: ``medium`` followed by ``expert``; ``medium-replay``: the replay buffer of the
+  SAC run up to the medium policy (its size is wherever the run got there);
+* reference returns: uniformly random actions and the expert actor's mean actions.
+
+**PPO-made (legacy):**
 
 1. **Behaviour policies.** Train PPO on the env, snapshotting the policy every
    ``snapshot_interval`` steps (and once before training) and evaluating each snapshot with
@@ -22,6 +35,10 @@ Recipe for ``<family>-<kind>-v5`` (family: hopper, halfcheetah, walker2d):
    * ``medium-expert``: ``medium`` followed by ``expert``.
 
    A dataset ends after exactly its number of transitions; the episode that cut is marked truncated.
+
+PPO's Gaussian samples are clipped to the action bounds, so 36-44 % of their action components sit
+exactly at +-1, and medium-replay is a few snapshots' rollouts, not a replay buffer: the reasons
+the SAC recipe replaced it.
 """
 
 from __future__ import annotations
@@ -33,16 +50,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
 from hybridrl.core.io import atomic_write_json
 from hybridrl.core.seeding import Seeder
+from hybridrl.data import sac_behaviour
 from hybridrl.data.dataset import Dataset, DatasetInfo
 from hybridrl.data.minari_format import HYBRIDRL_NAMESPACE, write_minari
 from hybridrl.data.policies import BehaviourPolicy, BoundPolicy
+from hybridrl.data.sac_behaviour import SACBehaviourPreset
+from hybridrl.data.summary import card_path, summarize, write_card
 from hybridrl.data.validation import DatasetError, validate_dataset
 from hybridrl.envs.factory import check_env_id, make_env
 from hybridrl.envs.reference import reference_returns as d4rl_reference_returns
@@ -50,6 +70,7 @@ from hybridrl.errors import ConfigError
 
 #: dataset family -> Gymnasium env name (the version comes from the dataset id).
 FAMILIES: dict[str, str] = {"hopper": "Hopper", "halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}
+FAMILY_OF_ENV: dict[str, str] = {env: family for family, env in FAMILIES.items()}
 KINDS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")
 ASSETS = Path(__file__).parent / "assets"
 BEHAVIOUR_FILE = "behaviour.json"
@@ -83,16 +104,54 @@ PRESETS: dict[str, GenerationPreset] = {
 }
 
 
-def parse_dataset_name(name: str) -> tuple[str, str, str]:
-    """``"hopper-medium-replay-v5"`` -> ``("hopper", "medium-replay", "Hopper-v5")``."""
-    match = re.fullmatch(r"([a-z0-9]+)-([a-z-]+)-v(\d+)", name)
+@dataclass(frozen=True)
+class SACGenerationPreset:
+    """Sizes of one preset of the SAC-made datasets.
+
+    :param transitions: transitions of ``random``, ``medium`` and ``expert`` (``medium-expert`` has
+        twice as many; ``medium-replay`` is the SAC run's buffer up to the medium policy).
+    :param reference_episodes: episodes behind each reference return.
+    :param behaviour: the SAC run behind the behaviour policies.
+    """
+
+    transitions: int
+    reference_episodes: int
+    behaviour: SACBehaviourPreset
+
+
+SAC_PRESETS: dict[str, SACGenerationPreset] = {
+    "smoke": SACGenerationPreset(1_000, 2, SACBehaviourPreset("smoke", 1_200, 300, 1, learning_starts=200)),
+    # SAC's `cpu` networks (2x256, batch 256, one update per step) for 300k steps, on 2 cores about an
+    # hour per task; the shipped policies. D4RL's sizes would take 2-3 minutes per million transitions.
+    "cpu": SACGenerationPreset(200_000, 10, SACBehaviourPreset("cpu", 300_000, 10_000, 5)),
+    # D4RL: 1M transitions per dataset, SAC trained to convergence (1M steps here; HalfCheetah's
+    # published expert needed about 3M).
+    "paper": SACGenerationPreset(1_000_000, 100, SACBehaviourPreset("cpu", 1_000_000, 20_000, 10)),
+}
+
+
+class DatasetName(NamedTuple):
+    """A generated dataset's name taken apart: ``hopper-medium-replay-sac-v5``."""
+
+    family: str
+    kind: str
+    env_id: str
+    #: the learner of the behaviour policies: ``sac``, or ``ppo`` for the legacy names without a suffix
+    learner: str
+
+
+def parse_dataset_name(name: str) -> DatasetName:
+    """``"hopper-medium-replay-sac-v5"`` -> ``("hopper", "medium-replay", "Hopper-v5", "sac")``;
+    ``"hopper-medium-v5"`` (legacy, PPO-made) -> ``("hopper", "medium", "Hopper-v5", "ppo")``."""
+    match = re.fullmatch(r"([a-z0-9]+)-([a-z-]+?)(-sac)?-v(\d+)", name)
     if not match or match.group(1) not in FAMILIES or match.group(2) not in KINDS:
-        raise ConfigError(f"cannot make {name!r}: generated datasets are named <family>-<kind>-v5 with family one of "
-                          f"{', '.join(FAMILIES)} and kind one of {', '.join(KINDS)} (e.g. hopper-medium-v5)")
-    family, kind, version = match.groups()
+        raise ConfigError(f"cannot make {name!r}: generated datasets are named <family>-<kind>-sac-v5 (or, PPO-made, "
+                          f"<family>-<kind>-v5) with family one of {', '.join(FAMILIES)} and kind one of "
+                          f"{', '.join(KINDS)} (e.g. hopper-medium-sac-v5)")
+    family, kind, sac, version = match.groups()
     env_id = f"{FAMILIES[family]}-v{version}"
     check_env_id(env_id)
-    return family, kind, env_id
+    return DatasetName(family, kind, env_id, "sac" if sac else "ppo")
 
 
 # -- behaviour policies ----------------------------------------------------------------------------
@@ -121,10 +180,11 @@ class BehaviourPolicies:
 
     @classmethod
     def load(cls, folder: Path) -> BehaviourPolicies:
-        """Read a folder written by :func:`train_behaviour_policies`."""
+        """Read a folder written by :func:`train_behaviour_policies` or :func:`train_sac_behaviour_policies`."""
         try:
             record = json.loads((folder / BEHAVIOUR_FILE).read_text())
-            snapshots = {name: BehaviourPolicy.load(folder / name) for name in record["replay"] + [record["expert"]]}
+            names = [*record["replay"], record["medium"], record["expert"]]
+            snapshots = {name: BehaviourPolicy.load(folder / name) for name in names}
             return cls(folder=folder, replay=[snapshots[name] for name in record["replay"]],
                        medium=snapshots[record["medium"]], expert=snapshots[record["expert"]],
                        random_return=float(record["reference_returns"]["random"]),
@@ -133,13 +193,28 @@ class BehaviourPolicies:
             raise DatasetError(f"behaviour policies in {folder} are incomplete or corrupt ({error}); delete the "
                                "folder to retrain them") from error
 
+    @property
+    def learner(self) -> str:
+        """``sac`` or ``ppo``."""
+        return str(self.record.get("algorithm", "ppo"))
 
-def behaviour_folder(env_id: str, preset: str, seed: int, work_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the behaviour policies of ``env_id`` live: the shipped assets (``cpu``), else the work dir."""
-    name = f"{env_id.replace(':', '-')}-{preset}-s{seed}"
+
+def behaviour_folder(env_id: str, preset: str, seed: int, work_dir: str | os.PathLike[str] | None = None,
+                     learner: str = "ppo") -> Path:
+    """Where the behaviour policies of ``env_id`` live: the shipped assets (``cpu``), else the work dir
+    (``<Env>-<preset>-s<seed>`` for PPO's, ``<Env>-sac-<preset>-s<seed>`` for SAC's)."""
+    name = work_folder(env_id, preset, seed, None, learner).name
     shipped = ASSETS / name
     if (shipped / BEHAVIOUR_FILE).is_file():
         return shipped
+    return work_folder(env_id, preset, seed, work_dir, learner)
+
+
+def work_folder(env_id: str, preset: str, seed: int, work_dir: str | os.PathLike[str] | None, learner: str) -> Path:
+    """The folder under ``work_dir`` (default ``runs/data``) where behaviour policies are trained and
+    what is derived from them (medium-replay buffers) is kept."""
+    infix = "" if learner == "ppo" else f"{learner}-"
+    name = f"{env_id.replace(':', '-')}-{infix}{preset}-s{seed}"
     return Path(work_dir if work_dir is not None else Path("runs") / "data") / name
 
 
@@ -226,15 +301,55 @@ def _uniform(space: gym.Space[Any], rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(space.low, space.high).astype(np.float32)
 
 
+def train_sac_behaviour_policies(env_id: str, preset: str, seed: int, folder: Path,
+                                 progress: bool = False) -> BehaviourPolicies:
+    """Train SAC and choose its medium and expert actors (:mod:`hybridrl.data.sac_behaviour`), measure
+    the reference returns, and write ``folder``: ``behaviour.json`` with every snapshot's returns and
+    temperature, the two chosen snapshots, and the medium-replay buffer."""
+    settings = _sac_preset(preset)
+    records, medium, expert, training_time = sac_behaviour.train(env_id, settings.behaviour, seed, folder, progress)
+    chosen = {index: BehaviourPolicy.load(folder / "snapshots" / records[index]["file"]) for index in (medium, expert)}
+    for index, policy in chosen.items():
+        policy.save(folder / records[index]["file"])
+    random_return = _mean_return(env_id, None, settings.reference_episodes, seed)
+    expert_return = _mean_return(env_id, chosen[expert], settings.reference_episodes, seed)
+    medium_return = _mean_return(env_id, chosen[medium], settings.reference_episodes, seed)
+    config = sac_behaviour.sac_config(env_id, settings.behaviour, seed)
+    from hybridrl.runs import config_to_dict
+
+    record = {
+        "env_id": env_id, "preset": preset, "seed": seed, "algorithm": "sac",
+        "sac_config": config_to_dict(config),
+        "command": f"hybridrl data make {FAMILY_OF_ENV[env_id.split('-v')[0]]}-medium-sac-v5 --preset {preset} "
+                   f"--seed {seed} --retrain",
+        "snapshots": records, "replay": [], "medium": records[medium]["file"], "expert": records[expert]["file"],
+        "medium_step": int(records[medium]["step"]),
+        "reference_returns": {"random": random_return, "expert": expert_return, "medium": medium_return,
+                              "episodes": settings.reference_episodes},
+        "training_time_s": round(training_time, 1),
+    }
+    atomic_write_json(folder / BEHAVIOUR_FILE, record)
+    return BehaviourPolicies.load(folder)
+
+
 def behaviour_policies(env_id: str, preset: str = "cpu", seed: int = 0, work_dir: str | os.PathLike[str] | None = None,
-                       retrain: bool = False, progress: bool = False) -> BehaviourPolicies:
-    """The behaviour policies of ``env_id``: shipped, already trained in ``work_dir``, or trained now."""
-    folder = behaviour_folder(env_id, preset, seed, work_dir)
+                       retrain: bool = False, progress: bool = False, learner: str = "ppo") -> BehaviourPolicies:
+    """The behaviour policies of ``env_id`` made by ``learner`` (``ppo`` or ``sac``): shipped, already
+    trained in ``work_dir``, or trained now."""
+    folder = behaviour_folder(env_id, preset, seed, work_dir, learner)
     if retrain and folder.is_relative_to(ASSETS):
-        folder = Path(work_dir if work_dir is not None else Path("runs") / "data") / folder.name
+        folder = work_folder(env_id, preset, seed, work_dir, learner)
     if (folder / BEHAVIOUR_FILE).is_file() and not retrain:
         return BehaviourPolicies.load(folder)
+    if learner == "sac":
+        return train_sac_behaviour_policies(env_id, preset, seed, folder, progress)
     return train_behaviour_policies(env_id, preset, seed, folder, progress)
+
+
+def _sac_preset(preset: str) -> SACGenerationPreset:
+    if preset not in SAC_PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} for dataset generation; choose one of: {', '.join(SAC_PRESETS)}")
+    return SAC_PRESETS[preset]
 
 
 # -- collection ------------------------------------------------------------------------------------
@@ -299,18 +414,23 @@ def _with_policy(policy: BoundPolicy) -> Callable[[np.ndarray, np.random.Generat
 
 def make_dataset(name: str, preset: str = "cpu", seed: int = 0, work_dir: str | os.PathLike[str] | None = None,
                  retrain: bool = False, progress: bool = False) -> Dataset:
-    """Generate the dataset ``name`` (``hopper-medium-v5`` ...) in memory; see the module docs for the recipe.
+    """Generate the dataset ``name`` (``hopper-medium-sac-v5`` ...) in memory; see the module docs for the recipe.
 
-    :param preset: ``smoke`` (seconds, for tests), ``cpu`` (100k transitions, shipped policies) or
-        ``paper`` (1M transitions, D4RL's size).
+    :param preset: ``smoke`` (seconds, for tests), ``cpu`` (shipped policies; 200k transitions SAC-made,
+        100k PPO-made) or ``paper`` (1M transitions, D4RL's size).
     :param seed: seeds training, reference episodes and collection.
     :param work_dir: where behaviour policies are trained and kept (default ``runs/data``).
     :param retrain: train new behaviour policies even if some exist.
     """
-    _, kind, env_id = parse_dataset_name(name)
-    settings = _preset(preset)
+    _, kind, env_id, learner = parse_dataset_name(name)
     started = time.perf_counter()
-    policies = behaviour_policies(env_id, preset, seed, work_dir, retrain, progress)
+    if learner == "sac":
+        sac_settings = _sac_preset(preset)
+        size, reference_episodes = sac_settings.transitions, sac_settings.reference_episodes
+    else:
+        settings = _preset(preset)
+        size, reference_episodes = settings.transitions, settings.reference_episodes
+    policies = behaviour_policies(env_id, preset, seed, work_dir, retrain, progress, learner)
     seeder = Seeder(seed)
     probe = make_env(env_id)
     action_space = probe.action_space
@@ -320,7 +440,7 @@ def make_dataset(name: str, preset: str = "cpu", seed: int = 0, work_dir: str | 
         act = _with_policy(policy.bind(action_space)) if policy is not None else None
         return collect(env_id, act, size, seeder.numpy(f"collect/{stream}"))
 
-    size = settings.transitions
+    extra: dict[str, Any] = {}
     if kind == "random":
         arrays = collect_with("random", None, size)
     elif kind in ("medium", "expert"):
@@ -328,26 +448,37 @@ def make_dataset(name: str, preset: str = "cpu", seed: int = 0, work_dir: str | 
     elif kind == "medium-expert":
         arrays = _concatenate([collect_with("medium", policies.medium, size),
                                collect_with("expert", policies.expert, size)])
+    elif learner == "sac":
+        arrays, extra["medium_replay_source"] = _sac_medium_replay(env_id, preset, seed, work_dir, policies, progress)
     else:
         shares = np.diff(np.linspace(0, size, len(policies.replay) + 1).round().astype(np.int64))
         arrays = _concatenate([collect_with(f"medium-replay/{index}", snapshot, int(share))
                                for index, (snapshot, share) in enumerate(zip(policies.replay, shares, strict=True))
                                if share > 0])
-    behaviour = {"random": "uniform random actions", "medium": f"PPO snapshot at step {policies.medium.step}",
-                 "expert": f"PPO snapshot at step {policies.expert.step}",
-                 "medium-expert": f"PPO snapshots at steps {policies.medium.step} and {policies.expert.step}",
-                 "medium-replay": f"{len(policies.replay)} PPO snapshots, steps 0 to {policies.medium.step}"}[kind]
+    name_of = learner.upper()
+    medium_step, expert_step = policies.medium.step, policies.expert.step
+    behaviour = {"random": "uniform random actions",
+                 "medium": f"{name_of} snapshot at step {medium_step}",
+                 "expert": f"{name_of} snapshot at step {expert_step}",
+                 "medium-expert": f"{name_of} snapshots at steps {medium_step} and {expert_step}",
+                 "medium-replay": (f"the SAC run's replay buffer, steps 0 to {medium_step}" if learner == "sac" else
+                                   f"{len(policies.replay)} PPO snapshots, steps 0 to {medium_step}")}[kind]
+    actions = "tanh-squashed samples" if learner == "sac" else "Gaussian samples clipped to the bounds"
+    legacy = "" if learner == "sac" else " (legacy PPO-made recipe)"
     info = DatasetInfo(
         dataset_id=name, env_id=env_id, source="hybridrl",
         reference_returns=(policies.random_return, policies.expert_return),
-        reference_source=f"measured by hybridrl data make ({settings.reference_episodes} episodes each: uniform "
+        reference_source=f"measured by hybridrl data make ({reference_episodes} episodes each: uniform "
                          "random actions; the expert snapshot's deterministic actions)",
-        algorithm="random" if kind == "random" else "ppo",
-        description=f"{name}: {behaviour}; generated by `hybridrl data make {name} --preset {preset} --seed {seed}`",
-        extra={"seed": seed, "preset": preset, "kind": kind, "behaviour_policy": behaviour,
+        algorithm="random" if kind == "random" else learner,
+        description=f"{name}{legacy}: {behaviour}, {actions}; generated by `hybridrl data make {name} "
+                    f"--preset {preset} --seed {seed}`",
+        extra={"seed": seed, "preset": preset, "kind": kind, "behaviour_policy": behaviour, "learner": learner,
                "medium_eval_return": policies.medium.eval_return, "expert_eval_return": policies.expert.eval_return,
+               "medium_stochastic_return": policies.medium.stochastic_return,
+               "expert_stochastic_return": policies.expert.stochastic_return,
                "d4rl_reference_returns": list(d4rl_reference_returns(env_id) or []) or None,
-               "generation_time_s": round(time.perf_counter() - started, 1)},
+               "generation_time_s": round(time.perf_counter() - started, 1), **extra},
     )
     arrays_info = {key: value for key, value in arrays.items() if key != "episode_starts"}
     dataset = Dataset.from_arrays(**arrays_info, episode_starts=arrays["episode_starts"], info=info)
@@ -355,9 +486,32 @@ def make_dataset(name: str, preset: str = "cpu", seed: int = 0, work_dir: str | 
     return dataset
 
 
+def _sac_medium_replay(env_id: str, preset: str, seed: int, work_dir: str | os.PathLike[str] | None,
+                       policies: BehaviourPolicies, progress: bool) -> tuple[dict[str, np.ndarray], str]:
+    """The SAC run's replay buffer up to the medium policy: the one written when the policies were
+    trained, else one regenerated earlier into the work folder, else regenerated now."""
+    step = int(policies.record["medium_step"])
+    for folder in (policies.folder, work_folder(env_id, preset, seed, work_dir, "sac")):
+        stored = sac_behaviour.read_medium_replay(folder / sac_behaviour.MEDIUM_REPLAY_FILE, env_id, seed, step)
+        if stored is not None:
+            arrays, source = stored
+            break
+    else:
+        arrays, source = sac_behaviour.regenerate_medium_replay(
+            env_id, _sac_preset(preset).behaviour, seed, step, work_folder(env_id, preset, seed, work_dir, "sac"),
+            policies.medium, progress)
+    arrays = dict(arrays)
+    arrays["truncations"] = arrays["truncations"].copy()
+    arrays["truncations"][-1] |= not arrays["terminations"][-1]  # the medium step, not the env, cut this episode
+    arrays["episode_starts"] = sac_behaviour.episode_starts(arrays["terminations"], arrays["truncations"])
+    return arrays, source
+
+
 def generate(name: str, preset: str = "cpu", seed: int = 0, root: str | os.PathLike[str] | None = None,
              overwrite: bool = False, work_dir: str | os.PathLike[str] | None = None, retrain: bool = False,
              progress: bool = False) -> Path:
     """:func:`make_dataset` and write it in Minari format as ``hybridrl/<name>``; returns its folder."""
     dataset = make_dataset(name, preset, seed, work_dir, retrain, progress)
-    return write_minari(dataset, f"{HYBRIDRL_NAMESPACE}/{name}", root=root, overwrite=overwrite)
+    folder = write_minari(dataset, f"{HYBRIDRL_NAMESPACE}/{name}", root=root, overwrite=overwrite)
+    write_card(dataset, summarize(dataset), card_path(folder))
+    return folder
