@@ -102,6 +102,34 @@ def test_smoke_run_of_both_phases(tmp_path: Path) -> None:
     assert runs.evaluate(result.run_dir)["eval/return_mean"] == final["eval/return_mean"]
 
 
+@pytest.mark.usefixtures("minari_root")
+@pytest.mark.parametrize("offline_policy", ["gated", "last-iterate"])
+def test_the_returned_offline_policy_is_the_one_the_gate_accepted(tmp_path: Path, offline_policy: str) -> None:
+    config = SPEC.make_config("smoke", dataset="hopper-medium-v5", seed=2, phase="offline",
+                              offline_policy=offline_policy)
+    runs.write_run_config(tmp_path, SPEC, config)
+    trainer = UniO4Trainer(config, tmp_path)
+    try:
+        trainer.train()
+        ppo, selected = trainer.artefacts.ppo, int(trainer.artefacts.selected)
+        returned = trainer.member_params(selected)
+        scores = np.asarray(trainer.ope_scores(trainer.offline_policies()))
+        behaviour_scores = np.asarray(trainer.ope_scores(trainer.artefacts.behaviour.params["members"]))
+        if offline_policy == "gated":
+            # The accepted reference of the member whose accepted reference scores best; AM-Q is
+            # deterministic (one fixed key, frozen critic and model), so its score is the gate's...
+            assert_trees_equal(returned, jax.tree_util.tree_map(lambda leaf: leaf[selected], ppo.reference_params))
+            np.testing.assert_array_equal(scores, np.asarray(ppo.best_scores))
+            assert selected == int(np.argmax(scores))
+            # ... and never below the BC policies' (the gate's bar), so BC is the fallback.
+            assert scores[selected] >= behaviour_scores.max()
+        else:  # the released code: the last iterate of the member whose last iterate scores best
+            assert_trees_equal(returned, jax.tree_util.tree_map(lambda leaf: leaf[selected], ppo.params))
+            assert selected == int(np.argmax(scores))
+    finally:
+        trainer.close()
+
+
 def _interrupt(config: object, run_dir: Path, **stops: int) -> None:
     run_dir.mkdir()
     runs.write_run_config(run_dir, SPEC, config)

@@ -16,8 +16,12 @@ Offline phase, from a fixed dataset (stages of one run, each resumable):
    every member by the mean of ``Q(s_t, pi_i(s_t))`` along deterministic rollouts in the learned
    model; a member whose score beats its best so far becomes its own new reference
    (``pi_i^{k+1} <- pi_i``). Rejected members keep training against the old reference.
-5. **Selection.** The member with the best final AM-Q score (the original code also peeked at
-   online returns of the top three: ``--select-with-online-evals``, off by default).
+5. **Selection.** The policy the gate accepted: the reference of the member whose accepted
+   reference has the best AM-Q score, which is a BC policy when AM-Q accepted no PPO iterate,
+   so the returned policy never scores below BC by AM-Q. The released code returns the last PPO
+   iterate of the member with the best last AM-Q score, accepted or not (``--offline-policy
+   last-iterate``); it also peeked at online returns of the top three
+   (``--select-with-online-evals``, off by default).
 
 Online phase: PPO (:class:`hybridrl.rl.ppo.PPOTrainer`) initialised from the selected policy and
 the offline V, states normalised with the dataset's frozen statistics, with the paper's
@@ -151,6 +155,9 @@ class UniO4Config(OfflineConfig):
     """Sample model steps from a random elite (the code; a fixed key pairs the scores); False: the elites' mean."""
     select_with_online_evals: bool = False
     """Pick the policy to fine-tune among AM-Q's top 3 by online returns (the original code; costs env steps)."""
+    offline_policy: Literal["gated", "last-iterate"] = "gated"
+    """The offline policy of each member: gated = its last reference AM-Q accepted (BC where none was),
+    the paper's; last-iterate = its last offline PPO iterate, whatever AM-Q said (the released code's)."""
     # -- online PPO fine-tuning ---------------------------------------------------------------------
     online_steps: int = 1_000_000
     """Environment steps of online fine-tuning."""
@@ -486,8 +493,11 @@ class UniO4Trainer(OfflineTrainer):
                                                critic=self.critic, settings=self.ppo_settings)
         scores = self.ope_scores(ppo_state.params)
         ppo_state, improved = replace_improved_references(ppo_state, scores)
+        # Gated: the member whose accepted reference AM-Q scores best (its best score is that reference's);
+        # last-iterate: the member whose current iterate scores best.
+        ranking = ppo_state.best_scores if self.offline_config.offline_policy == "gated" else scores
         self.artefacts = dataclasses.replace(self.artefacts, ppo=ppo_state,
-                                             selected=jnp.argmax(scores).astype(jnp.int32))
+                                             selected=jnp.argmax(ranking).astype(jnp.int32))
         host_metrics, host_scores, host_improved = jax.device_get((metrics, scores, improved))
         scalars = host_scalars(host_metrics)
         scalars.update({f"ope/score_{index}": float(score) for index, score in enumerate(host_scores)})
@@ -518,7 +528,7 @@ class UniO4Trainer(OfflineTrainer):
         if self.policy_selected:
             return
         if self.offline_config.select_with_online_evals:
-            scores = np.asarray(jax.device_get(self.ope_scores(self.artefacts.ppo.params)))
+            scores = np.asarray(jax.device_get(self.ope_scores(self.offline_policies())))
             candidates = [int(index) for index in np.argsort(-scores)[: min(3, len(scores))]]
             returns = [self.evaluate_act(self.member_policy(index), self.offline_config.eval_episodes)
                        ["eval/return_mean"] for index in candidates]
@@ -528,9 +538,15 @@ class UniO4Trainer(OfflineTrainer):
 
     # -- acting and evaluation ----------------------------------------------------------------------
 
+    def offline_policies(self) -> Any:
+        """Every member's offline policy, stacked (``offline_policy``): its accepted reference (the BC
+        policy until AM-Q accepts an iterate), or its last PPO iterate."""
+        ppo = self.artefacts.ppo
+        return ppo.reference_params if self.offline_config.offline_policy == "gated" else ppo.params
+
     def member_params(self, index: int) -> Any:
-        """Host parameters of policy ``index`` (the PPO iterate; the BC policy before offline PPO)."""
-        return jax.device_get(jax.tree_util.tree_map(lambda leaf: leaf[index], self.artefacts.ppo.params))
+        """Host parameters of member ``index``'s offline policy (:meth:`offline_policies`)."""
+        return jax.device_get(jax.tree_util.tree_map(lambda leaf: leaf[index], self.offline_policies()))
 
     def member_policy(self, index: int) -> ActFunction:
         """Policy ``index`` as a raw-observation -> mean-action function."""
