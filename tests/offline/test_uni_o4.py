@@ -41,11 +41,12 @@ def test_gate_replaces_only_improved_members() -> None:
     reference = {"w": jnp.asarray([[0.0], [0.0], [0.0]])}
     state = OfflinePPOState(params=params, reference_params=reference, opt_state=(),
                             best_scores=jnp.asarray([1.0, 5.0, 2.0]), key=jax.random.key_data(jax.random.key(0)),
-                            step=jnp.zeros((), jnp.int32))
+                            step=jnp.zeros((), jnp.int32), stale_rounds=jnp.asarray([3, 3, 0]))
     new, improved = replace_improved_references(state, jnp.asarray([1.5, 4.0, 2.0]))  # strict: a tie keeps
     assert np.asarray(improved).tolist() == [True, False, False]
     assert np.asarray(new.reference_params["w"]).ravel().tolist() == [1.0, 0.0, 0.0]
     assert np.asarray(new.best_scores).tolist() == [1.5, 5.0, 2.0]
+    assert np.asarray(new.stale_rounds).tolist() == [0, 4, 1]  # rounds since each member's last acceptance
 
 
 def test_scaled_value_output_is_the_value_of_scaled_rewards() -> None:
@@ -198,7 +199,8 @@ def _bandit_critic() -> tuple[object, object, object]:
     return networks, iql.critic_params(state), data
 
 
-def test_offline_ppo_loss_matches_an_independent_computation() -> None:
+@pytest.mark.parametrize("clip_critic_actions", [True, False])
+def test_offline_ppo_loss_matches_an_independent_computation(clip_critic_actions: bool) -> None:
     from hybridrl.offline import iql
     from hybridrl.offline.uni_o4 import offline_ppo_loss
 
@@ -208,20 +210,26 @@ def test_offline_ppo_loss_matches_an_independent_computation() -> None:
     observations = jax.random.normal(jax.random.key(1), (16, 1))
     params = policy.init(jax.random.key(2), observations)["params"]
     reference = policy.init(jax.random.key(3), observations)["params"]
+    # A wide reference (log-std near its upper bound 0), so some samples fall outside [-1, 1].
+    reference = {**reference, "log_std": {**reference["log_std"], "bias": reference["log_std"]["bias"] + 10.0}}
     key, clip = jax.random.key_data(jax.random.key(4)), 0.2
     loss, metrics = offline_ppo_loss(params, reference, observations, key, jnp.asarray(clip), critic,
-                                     policy=policy, critic=networks)
+                                     policy=policy, critic=networks, clip_critic_actions=clip_critic_actions)
     # By hand: the reference policy's sample, the ratio, the standardised advantage, the clipped objective.
     actions = np.asarray(policy.apply({"params": reference}, observations).sample(key))
     observations_np = np.asarray(observations)
     old = policy.apply_numpy(jax.device_get(reference), observations_np).log_prob(actions)
     new = policy.apply_numpy(jax.device_get(params), observations_np).log_prob(actions)
-    advantages = np.asarray(iql.advantage(networks, critic, observations, jnp.asarray(actions)))
+    # The critic scores the sample inside the bounds (or, as the code, wherever it fell).
+    scored = np.clip(actions, -1.0, 1.0) if clip_critic_actions else actions
+    assert np.any(np.abs(actions) > 1.0)  # the case the option is about occurs here
+    advantages = np.asarray(iql.advantage(networks, critic, observations, jnp.asarray(scored)))
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     ratio = np.exp(new - old)
     expected = -np.mean(np.minimum(ratio * advantages, np.clip(ratio, 1 - clip, 1 + clip) * advantages))
     assert float(loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
     assert float(metrics["clip_fraction"]) == pytest.approx(float(np.mean(np.abs(ratio - 1) > clip)))
+    assert float(metrics["actions_outside_bounds"]) == pytest.approx(float(np.mean(np.abs(actions) > 1.0)))
 
 
 def test_offline_ppo_moves_every_member_towards_the_better_action() -> None:
@@ -237,7 +245,7 @@ def test_offline_ppo_moves_every_member_towards_the_better_action() -> None:
     state = OfflinePPOState(params=members, reference_params=members,
                             opt_state=jax.vmap(_member_optimizer(0.5).init)(members),
                             best_scores=jnp.zeros(3), key=jax.random.key_data(jax.random.key(6)),
-                            step=jnp.zeros((), jnp.int32))
+                            step=jnp.zeros((), jnp.int32), stale_rounds=jnp.zeros(3, jnp.int32))
     before = jax.vmap(lambda p: policy.apply({"params": p}, jnp.ones((1, 1))).mean)(state.params).ravel()
     for _ in range(4):  # a reference update after each chunk, as the AM-Q gate does when it accepts
         state, _ = offline_ppo_steps(state, data.observations, critic, 100, policy=policy, critic=networks,
@@ -258,3 +266,61 @@ def test_help_lists_the_offline_algorithms_and_the_dataset_family_defaults(
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--online-epochs INT" in text and "(default: 20)" in text.split("--online-epochs INT")[1][:400]
+
+
+def test_members_out_of_patience_stop_and_the_others_go_on() -> None:
+    from hybridrl.offline.uni_o4 import OfflinePPOSettings, _member_optimizer, offline_ppo_steps
+
+    networks, critic, data = _bandit_critic()
+    policy = GaussianPolicy(action_dim=1, hidden_sizes=(8,), activation="relu", state_dependent_std=True,
+                            log_std_bounds=(-5.0, 0.0), soft_log_std_bounds=True, tanh_mean=True, mean_gain=0.01)
+    members = jax.vmap(lambda k: policy.init(k, jnp.ones((1, 1)))["params"])(jax.random.split(jax.random.key(5), 3))
+    settings = OfflinePPOSettings(total_steps=100, batch_size=64, learning_rate=3e-3, clip=0.25,
+                                  clip_decay_until=200, max_grad_norm=0.5, patience=2)
+    state = OfflinePPOState(params=members, reference_params=members,
+                            opt_state=jax.vmap(_member_optimizer(0.5).init)(members),
+                            best_scores=jnp.zeros(3), key=jax.random.key_data(jax.random.key(6)),
+                            step=jnp.zeros((), jnp.int32), stale_rounds=jnp.asarray([0, 2, 1]))
+    new, metrics = offline_ppo_steps(state, data.observations, critic, 20, policy=policy, critic=networks,
+                                     settings=settings)
+    moved = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+             zip(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda leaf: leaf[1], new.params)),
+                 jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda leaf: leaf[1], members)), strict=True)]
+    assert not any(moved)  # member 1 has had 2 rounds without an accepted iterate: stopped
+    for index in (0, 2):
+        assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+                   zip(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda leaf, i=index: leaf[i], new.params)),
+                       jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda leaf, i=index: leaf[i], members)),
+                       strict=True))
+    assert float(metrics["active_members"]) == 2.0
+    # The others' random streams do not depend on who stopped: member 0 moves as with no patience at all.
+    free, _ = offline_ppo_steps(state, data.observations, critic, 20, policy=policy, critic=networks,
+                                settings=dataclasses.replace(settings, patience=0))
+    assert_trees_equal(jax.tree_util.tree_map(lambda leaf: leaf[0], new.params),
+                       jax.tree_util.tree_map(lambda leaf: leaf[0], free.params))
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_ope_fidelity_is_logged_against_true_returns(tmp_path: Path) -> None:
+    result = runs.train("uni-o4", preset="smoke", dataset="hopper-medium-v5", seed=2, phase="offline",
+                        ope_true_episodes=1, run_dir=tmp_path / "run")
+    rounds = [line for line in read_metrics(result.run_dir) if "ope/true_return_0" in line]
+    assert len(rounds) == 2  # smoke: 40 offline PPO steps, AM-Q every 20
+    for line in rounds:
+        assert {"ope/true_return_1", "ope/score_1", "ope/spearman"} <= set(line)
+    for name in ("spearman_pooled", "spearman_within_rounds", "spearman_over_time"):
+        assert f"offline/ope_{name}" in result.final
+
+
+def test_ope_fidelity_statistics() -> None:
+    from hybridrl.experiments.statistics import ope_fidelity, spearman
+
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    # Ranks right within every round, wrong over time within each member.
+    scores = np.asarray([[1.0, 2.0], [0.5, 1.5]])
+    returns = np.asarray([[1.0, 2.0], [3.0, 4.0]])
+    fidelity = ope_fidelity(scores, returns)
+    assert fidelity["spearman_within_rounds"] == pytest.approx(1.0)
+    assert fidelity["spearman_over_time"] == pytest.approx(-1.0)

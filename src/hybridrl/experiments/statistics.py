@@ -228,3 +228,29 @@ def summarize_seeds(values: ArrayLike, *, reps: int = 2000) -> dict[str, Any]:
     return {"mean": float(scores.mean()), "std": float(scores.std(ddof=1)) if scores.size > 1 else 0.0,
             "iqm": iqm.estimate, "iqm_low": iqm.lower, "iqm_high": iqm.upper, "seeds": int(scores.size),
             "values": [float(v) for v in scores]}
+
+
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman's rank correlation of paired samples (ties get mean ranks); NaN where either side is
+    constant or fewer than two pairs are finite."""
+    from scipy.stats import spearmanr
+
+    x_array, y_array = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    finite = np.isfinite(x_array) & np.isfinite(y_array)
+    x_array, y_array = x_array[finite], y_array[finite]
+    if len(x_array) < 2 or np.ptp(x_array) == 0 or np.ptp(y_array) == 0:
+        return float("nan")
+    return float(spearmanr(x_array, y_array).statistic)
+
+
+def ope_fidelity(scores: ArrayLike, returns: ArrayLike) -> dict[str, float]:
+    """How well off-policy scores rank policies by their true returns, from ``(rounds, members)``
+    arrays of both: pooled over every member-round, within each round across members (mean), and
+    over time within each member (mean)."""
+    score_rows, return_rows = np.asarray(scores, dtype=np.float64), np.asarray(returns, dtype=np.float64)
+    within_rounds = [spearman(s, r) for s, r in zip(score_rows, return_rows, strict=True)]
+    over_time = [spearman(s, r) for s, r in zip(score_rows.T, return_rows.T, strict=True)]
+    return {"spearman_pooled": spearman(score_rows.ravel(), return_rows.ravel()),
+            "spearman_within_rounds": float(np.nanmean(within_rounds)) if np.isfinite(within_rounds).any()
+            else float("nan"),
+            "spearman_over_time": float(np.nanmean(over_time)) if np.isfinite(over_time).any() else float("nan")}

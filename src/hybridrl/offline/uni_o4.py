@@ -47,10 +47,11 @@ from flax import struct
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import ActFunction
-from hybridrl.core.logging import RunLogger
+from hybridrl.core.logging import RunLogger, read_metrics
 from hybridrl.core.networks import GaussianPolicy, ValueHead
 from hybridrl.core.seeding import Seeder
 from hybridrl.errors import ConfigError, RunDirectoryError
+from hybridrl.experiments.statistics import ope_fidelity, spearman
 from hybridrl.offline import bc, dynamics, iql, ope
 from hybridrl.offline.common import (
     OfflineConfig,
@@ -147,6 +148,14 @@ class UniO4Config(OfflineConfig):
     """Per-member gradient-norm clip."""
     ope_interval: int = 100
     """Offline PPO steps between AM-Q evaluations (and reference-policy replacements)."""
+    ppo_critic_actions: Literal["clip", "raw"] = "clip"
+    """Actions the critic scores in offline PPO's advantage: the reference's samples clipped to the
+    bounds [-1, 1] (where the data lie), or raw (the code's: most samples fall outside them)."""
+    ppo_patience: int = 0
+    """Stop a member's offline PPO after this many AM-Q rounds without an accepted iterate (0: never, the code's)."""
+    ope_true_episodes: int = 0
+    """Also evaluate every member's iterate for this many real episodes at each AM-Q round and log
+    the rank correlation of AM-Q with the true return (0: off; the benchmark turns it on)."""
     ope_horizon: int = 1000
     """Model rollout length of AM-Q."""
     ope_start_states: int = 512
@@ -201,6 +210,8 @@ class UniO4Config(OfflineConfig):
                               f"--online-minibatch-size ({self.online_minibatch_size})")
         if not 0.0 < self.expectile < 1.0:
             raise ConfigError(f"--expectile must lie in (0, 1), got {self.expectile}")
+        if self.ppo_patience < 0 or self.ope_true_episodes < 0:
+            raise ConfigError("--ppo-patience and --ope-true-episodes must be >= 0 (0 turns them off)")
         if self.phase == "online" and not self.offline_run:
             raise ConfigError("--phase online fine-tunes a finished offline phase: pass --offline-run RUN_DIR "
                               "(a run of `hybridrl train uni-o4 --phase offline`), or use --phase both")
@@ -265,13 +276,18 @@ class OfflinePPOSettings:
     clip: float
     clip_decay_until: int
     max_grad_norm: float
+    #: clip the reference's sampled actions to [-1, 1] before the critic scores them
+    clip_critic_actions: bool = True
+    #: AM-Q rounds without an accepted iterate after which a member stops (0: never)
+    patience: int = 0
 
 
 @struct.dataclass
 class OfflinePPOState:
     """Offline PPO's state: the members, their reference policies and best AM-Q scores.
 
-    Every array has a leading member axis except ``key`` and ``step``.
+    Every array has a leading member axis except ``key`` and ``step``. ``stale_rounds`` counts each
+    member's AM-Q rounds since its last accepted iterate (its patience, ``--ppo-patience``).
     """
 
     params: Any
@@ -280,6 +296,7 @@ class OfflinePPOState:
     best_scores: jax.Array
     key: jax.Array
     step: jax.Array
+    stale_rounds: jax.Array
 
 
 def _member_optimizer(max_grad_norm: float) -> optax.GradientTransformation:
@@ -296,23 +313,28 @@ def clip_schedule(step: jax.Array, settings: OfflinePPOSettings) -> jax.Array:
 
 def offline_ppo_loss(params: Any, reference_params: Any, observations: jax.Array, key: jax.Array,
                      clip: jax.Array, critic_params: Any, *, policy: GaussianPolicy,
-                     critic: iql.IQLNetworks) -> tuple[jax.Array, dict[str, jax.Array]]:
+                     critic: iql.IQLNetworks, clip_critic_actions: bool = True
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """One member's clipped objective at dataset states, with actions from its reference policy.
 
     ``A = min(Q1, Q2)(s, a) - V(s)`` of the frozen critic, standardised over the batch; no entropy
-    term (as the code).
+    term (as the code). The ratio is of the sampled action's densities; with
+    ``clip_critic_actions`` the critic scores the sample clipped to [-1, 1], where the dataset's
+    actions lie (the code scores the raw sample, mostly outside them).
     """
     reference = cast(DiagGaussian, policy.apply({"params": reference_params}, observations))
     actions = jax.lax.stop_gradient(reference.sample(key))
     reference_log_probs = jax.lax.stop_gradient(reference.log_prob(actions))
-    advantages = iql.advantage(critic, critic_params, observations, actions)
+    scored = jnp.clip(actions, -1.0, 1.0) if clip_critic_actions else actions
+    advantages = iql.advantage(critic, critic_params, observations, scored)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     distribution = cast(DiagGaussian, policy.apply({"params": params}, observations))
     log_ratio = distribution.log_prob(actions) - reference_log_probs
     ratio = jnp.exp(log_ratio)
     loss = -jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - clip, 1.0 + clip) * advantages).mean()
     metrics = {"loss": loss, "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-               "clip_fraction": (jnp.abs(ratio - 1.0) > clip).mean()}
+               "clip_fraction": (jnp.abs(ratio - 1.0) > clip).mean(),
+               "actions_outside_bounds": (jnp.abs(actions) > 1.0).mean()}
     return loss, metrics
 
 
@@ -327,8 +349,17 @@ def offline_ppo_steps(state: OfflinePPOState, observations: jax.Array, critic_pa
     :returns: the new state and metrics averaged over the steps (per member where it matters).
     """
     optimizer = _member_optimizer(settings.max_grad_norm)
-    gradient = jax.grad(functools.partial(offline_ppo_loss, policy=policy, critic=critic), has_aux=True)
+    gradient = jax.grad(functools.partial(offline_ppo_loss, policy=policy, critic=critic,
+                                          clip_critic_actions=settings.clip_critic_actions), has_aux=True)
     member_gradient = jax.vmap(gradient, in_axes=(0, 0, None, 0, None, None))
+    # Members out of patience keep their parameters and optimiser state (their keys are still drawn,
+    # so the others' random streams do not depend on who stopped).
+    active = (state.stale_rounds < settings.patience) if settings.patience > 0 else \
+        jnp.ones_like(state.stale_rounds, dtype=bool)
+
+    def where_active(new: Any, old: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda n, o: jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
     def step(carry: OfflinePPOState, _: None) -> tuple[OfflinePPOState, dict[str, jax.Array]]:
         key, batch_key, *member_keys = jax.random.split(carry.key, 2 + state.best_scores.shape[0])
@@ -339,7 +370,8 @@ def offline_ppo_steps(state: OfflinePPOState, observations: jax.Array, critic_pa
         updates, opt_state = jax.vmap(optimizer.update)(grads, carry.opt_state, carry.params)
         learning_rate = settings.learning_rate * (1.0 - carry.step.astype(jnp.float32) / settings.total_steps)
         params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, carry.params, updates)
-        metrics = {**metrics, "learning_rate": learning_rate, "clip": clip}
+        params, opt_state = where_active(params, carry.params), where_active(opt_state, carry.opt_state)
+        metrics = {**metrics, "learning_rate": learning_rate, "clip": clip, "active_members": active.sum()}
         return dataclasses.replace(carry, params=params, opt_state=opt_state, key=key, step=carry.step + 1), metrics
 
     state, metrics = jax.lax.scan(step, state, None, length=num_steps)
@@ -359,7 +391,8 @@ def replace_improved_references(state: OfflinePPOState, scores: jax.Array) -> tu
 
     reference = jax.tree_util.tree_map(pick, state.params, state.reference_params)
     return dataclasses.replace(state, reference_params=reference,
-                         best_scores=jnp.where(improved, scores, state.best_scores)), improved
+                               best_scores=jnp.where(improved, scores, state.best_scores),
+                               stale_rounds=jnp.where(improved, 0, state.stale_rounds + 1)), improved
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,7 +455,9 @@ class UniO4Trainer(OfflineTrainer):
                                                            data.action_dim)
         self.termination = dynamics.termination_function(data.env_id)
         self.ppo_settings = OfflinePPOSettings(oc.ppo_steps, oc.ppo_batch_size, oc.ppo_learning_rate, oc.ppo_clip,
-                                               oc.ppo_clip_decay_until, oc.ppo_max_grad_norm)
+                                               oc.ppo_clip_decay_until, oc.ppo_max_grad_norm,
+                                               clip_critic_actions=oc.ppo_critic_actions == "clip",
+                                               patience=oc.ppo_patience)
         behaviour_state = bc.init_bc_state(self.bc_settings, data.action_dim, data.observation_dim, keys[1])
         starts = seeder.numpy("ope-starts").integers(0, len(data.dataset), size=oc.ope_start_states)
         self.artefacts = OfflineArtefacts(
@@ -444,10 +479,11 @@ class UniO4Trainer(OfflineTrainer):
 
     def _init_ppo(self, behaviour_params: Any, key: jax.Array) -> OfflinePPOState:
         optimizer = _member_optimizer(self.offline_config.ppo_max_grad_norm)
+        members = self.offline_config.num_policies
         return OfflinePPOState(params=behaviour_params, reference_params=behaviour_params,
                                opt_state=jax.vmap(optimizer.init)(behaviour_params),
-                               best_scores=jnp.full((self.offline_config.num_policies,), -jnp.inf, jnp.float32),
-                               key=key, step=jnp.zeros((), jnp.int32))
+                               best_scores=jnp.full((members,), -jnp.inf, jnp.float32),
+                               key=key, step=jnp.zeros((), jnp.int32), stale_rounds=jnp.zeros((members,), jnp.int32))
 
     # -- offline stages -------------------------------------------------------------------------
 
@@ -502,7 +538,22 @@ class UniO4Trainer(OfflineTrainer):
         scalars = host_scalars(host_metrics)
         scalars.update({f"ope/score_{index}": float(score) for index, score in enumerate(host_scores)})
         scalars["ope/replaced"] = float(np.sum(host_improved))
+        if self.offline_config.ope_true_episodes:
+            scalars.update(self.true_returns(np.asarray(host_scores)))
         return scalars
+
+    def true_returns(self, scores: np.ndarray) -> dict[str, float]:
+        """AM-Q's fidelity this round: every member's iterate evaluated in the real env
+        (``ope_true_episodes`` episodes each) and the rank correlation of AM-Q with those returns
+        across the members; the run's history of both lives in its metrics (``ope/true_return_i``)."""
+        episodes = self.offline_config.ope_true_episodes
+        params = self.artefacts.ppo.params
+        returns = np.asarray([self.evaluate_act(gaussian_mean_policy(
+            self.policy, jax.tree_util.tree_map(lambda leaf, i=index: leaf[i], params), self.data.normalizer),
+            episodes)["eval/return_mean"] for index in range(len(scores))])
+        result = {f"ope/true_return_{index}": float(value) for index, value in enumerate(returns)}
+        result["ope/spearman"] = spearman(scores, returns)
+        return result
 
     def ope_scores(self, policy_params: Any) -> jax.Array:
         """AM-Q scores of stacked ``policy_params`` (one per member) from the run's start states."""
@@ -535,6 +586,15 @@ class UniO4Trainer(OfflineTrainer):
             self.artefacts = dataclasses.replace(self.artefacts,
                 selected=jnp.asarray(candidates[int(np.argmax(returns))], jnp.int32))
         self.policy_selected = True
+
+    def ope_fidelity(self) -> dict[str, float]:
+        """AM-Q's rank correlation with true returns over the run's rounds (:func:`ope_fidelity`),
+        read back from its metrics log (so a resumed run counts every round)."""
+        members = self.offline_config.num_policies
+        rounds = [line for line in read_metrics(self.run_dir) if "ope/true_return_0" in line]
+        scores = [[line[f"ope/score_{index}"] for index in range(members)] for line in rounds]
+        returns = [[line[f"ope/true_return_{index}"] for index in range(members)] for line in rounds]
+        return ope_fidelity(np.reshape(scores, (-1, members)), np.reshape(returns, (-1, members)))
 
     # -- acting and evaluation ----------------------------------------------------------------------
 
@@ -581,6 +641,8 @@ class UniO4Trainer(OfflineTrainer):
                 return offline
             final.update(offline)
         final["offline/selected_policy"] = int(self.artefacts.selected)
+        if self.offline_config.ope_true_episodes:
+            final.update({f"offline/ope_{name}": value for name, value in self.ope_fidelity().items()})
         final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
         final["offline/gradient_steps"] = self.step
         final["offline/wall_time_s"] = self.elapsed
