@@ -71,6 +71,8 @@ class AlgorithmSpec:
         differ only in their seed in one process with the seeds vmapped, resuming each from its
         checkpoint, and returns each run's final metrics (:func:`hybridrl.runs.execute_seeds` writes
         the run files around it).
+    :param report: optional ``(run_dir, final, title) -> (figure, line)``: the figure a finished run
+        writes instead of the plain learning curve, and what ``hybridrl train`` prints of its result.
     """
 
     name: str
@@ -80,6 +82,7 @@ class AlgorithmSpec:
     summary: str
     task_presets: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] | None = None
     train_seeds: Callable[..., list[dict[str, Any]]] | None = None
+    report: Callable[[Path, dict[str, Any], str], tuple[Path, str]] | None = None
 
     def make_config(self, preset: str = "cpu", **overrides: Any) -> Any:
         """The config of ``preset`` with ``overrides`` applied and validated."""

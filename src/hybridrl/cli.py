@@ -280,14 +280,20 @@ def _describe_eval(result: dict[str, Any]) -> str:
 
 
 def _finish(run_dir: Path, final: dict[str, Any]) -> None:
+    from hybridrl.algorithms import algorithm_names, get_algorithm
     from hybridrl.core.plotting import plot_learning_curve
 
     task = final.get("env") or final.get("dataset") or final.get("task")
     title = f"{final.get('algorithm')} on {task}, seed {final.get('seed')}"
-    plot = plot_learning_curve(run_dir, title)
+    name = str(final.get("algorithm"))
+    spec = get_algorithm(name) if name in algorithm_names() else None
+    if spec is not None and spec.report is not None:
+        plot, described = spec.report(run_dir, final, title)
+    else:
+        plot, described = plot_learning_curve(run_dir, title), _describe_eval(final)
     steps = f"{final.get('step')} steps " if "step" in final else ""
     print(f"{final.get('algorithm')} on {task} (seed {final.get('seed')}): {steps}"
-          f"in {final.get('wall_time_s', 0.0):.1f} s; {_describe_eval(final)}; "
+          f"in {final.get('wall_time_s', 0.0):.1f} s; {described}; "
           f"run dir {os.fspath(run_dir)}, learning curve {plot.name}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -301,15 +302,23 @@ def test_members_out_of_patience_stop_and_the_others_go_on() -> None:
 
 
 @pytest.mark.usefixtures("minari_root")
-def test_ope_fidelity_is_logged_against_true_returns(tmp_path: Path) -> None:
-    result = runs.train("uni-o4", preset="smoke", dataset="hopper-medium-v5", seed=2, phase="offline",
-                        ope_true_episodes=1, run_dir=tmp_path / "run")
-    rounds = [line for line in read_metrics(result.run_dir) if "ope/true_return_0" in line]
+def test_ope_fidelity_is_logged_against_true_returns_and_reported(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "uni-o4", "--dataset", "hopper-medium-v5", "--preset", "smoke", "--seed", "2",
+                 "--ope-true-episodes", "1", "--eval-interval", "200", "--run-dir", str(run_dir), "--no-progress"]) == 0
+    rounds = [line for line in read_metrics(run_dir) if "ope/true_return_0" in line]
     assert len(rounds) == 2  # smoke: 40 offline PPO steps, AM-Q every 20
     for line in rounds:
         assert {"ope/true_return_1", "ope/score_1", "ope/spearman"} <= set(line)
+    final = json.loads((run_dir / "final.json").read_text())
     for name in ("spearman_pooled", "spearman_within_rounds", "spearman_over_time"):
-        assert f"offline/ope_{name}" in result.final
+        assert f"offline/ope_{name}" in final
+    # What the user got, in one line and one figure: offline (and BC), online, and the data's own level.
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"offline score {final['offline/eval/normalized_score']:.1f} (BC " in line
+    assert f"the data's own level {final['offline/data_normalized_score']:.1f}" in line
+    assert "online score" in line and (run_dir / "learning_curve.png").stat().st_size > 10_000
 
 
 def test_ope_fidelity_statistics() -> None:

@@ -587,6 +587,17 @@ class UniO4Trainer(OfflineTrainer):
                 selected=jnp.asarray(candidates[int(np.argmax(returns))], jnp.int32))
         self.policy_selected = True
 
+    def data_level(self) -> float | None:
+        """The dataset's own level: the normalised mean return of its episodes."""
+        return self.data.normalized_score(float(np.mean(self.data.dataset.episode_returns())))
+
+    def bc_score(self) -> float | None:
+        """The BC ensemble's last evaluation (normalised), before offline PPO moved it."""
+        ppo_start = sum(stage.total_steps for stage in self.stages()[:3])
+        scores = [line["eval/normalized_score"] for line in read_metrics(self.run_dir)
+                  if "eval/normalized_score" in line and line["step"] <= ppo_start]
+        return float(scores[-1]) if scores else None
+
     def ope_fidelity(self) -> dict[str, float]:
         """AM-Q's rank correlation with true returns over the run's rounds (:func:`ope_fidelity`),
         read back from its metrics log (so a resumed run counts every round)."""
@@ -641,6 +652,10 @@ class UniO4Trainer(OfflineTrainer):
                 return offline
             final.update(offline)
         final["offline/selected_policy"] = int(self.artefacts.selected)
+        final["offline/data_normalized_score"] = self.data_level()
+        bc_score = self.bc_score()
+        if bc_score is not None:
+            final["offline/bc_normalized_score"] = bc_score
         if self.offline_config.ope_true_episodes:
             final.update({f"offline/ope_{name}": value for name, value in self.ope_fidelity().items()})
         final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
@@ -815,6 +830,12 @@ def read_offline_run(config: UniO4Config) -> UniO4Config:
     return cast(UniO4Config, offline)
 
 
+def _report(run_dir: Path, final: dict[str, Any], title: str) -> tuple[Path, str]:
+    from hybridrl.offline import uni_o4_report
+
+    return uni_o4_report.plot(run_dir, final, title), uni_o4_report.summary_line(final)
+
+
 def _make_trainer(config: UniO4Config, run_dir: Path, progress: bool) -> UniO4Trainer:
     return UniO4Trainer(config, run_dir, progress)
 
@@ -826,6 +847,7 @@ ALGORITHM = AlgorithmSpec(
     make_trainer=_make_trainer,
     summary="Uni-O4: offline multi-step PPO with a BC ensemble and AM-Q, then online PPO fine-tuning",
     task_presets=task_presets,
+    report=_report,
 )
 
 __all__ = ["ALGORITHM", "PRESETS", "TASK_SETTINGS", "OfflinePPOState", "UniO4Config", "UniO4OnlineTrainer",
