@@ -20,7 +20,7 @@ from hybridrl.offline.dynamics import (
     never_terminated,
     train_dynamics,
 )
-from hybridrl.offline.ope import amq_scores
+from hybridrl.offline.ope import amq_rollouts, amq_scores
 
 DIM = 2  # observation and action size
 STEP_SIZE = 0.3  # s' = s + STEP_SIZE · a
@@ -137,3 +137,18 @@ def test_non_finite_model_states_end_their_branch(toy: ToyProblem) -> None:
     broken = dataclasses.replace(toy.state, params=nan_params)
     scores = toy.scores(policies, jax.random.PRNGKey(0), sample=False, state=broken)
     np.testing.assert_allclose(scores, _scores_at_start_states(toy, policies), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("termination", "survival"), [(never_terminated, HORIZON), (always_terminated, 1)])
+def test_model_survival_counts_the_steps_branches_stay_alive(toy: ToyProblem, termination: Any,
+                                                              survival: int) -> None:
+    policies = _policies(GOOD, ANTI)
+    scores, steps = amq_rollouts(policies, toy.q_params, toy.state, toy.start_observations, toy.observation_mean,
+                                 toy.observation_std, jax.random.PRNGKey(0), policy_action=linear_policy,
+                                 q_value=distance_after_step, dynamics_model=toy.model, termination=termination,
+                                 horizon=HORIZON)
+    # Alive at t = 0 always; with no termination every branch lives the whole horizon, with an
+    # immediate one only its first step is scored.
+    np.testing.assert_array_equal(np.asarray(steps), [survival, survival])
+    np.testing.assert_array_equal(np.asarray(scores), toy.scores(policies, jax.random.PRNGKey(0),
+                                                                 termination=termination))

@@ -310,7 +310,10 @@ def test_ope_fidelity_is_logged_against_true_returns_and_reported(tmp_path: Path
     rounds = [line for line in read_metrics(run_dir) if "ope/true_return_0" in line]
     assert len(rounds) == 2  # smoke: 40 offline PPO steps, AM-Q every 20
     for line in rounds:
-        assert {"ope/true_return_1", "ope/score_1", "ope/spearman"} <= set(line)
+        assert {"ope/true_return_1", "ope/score_1", "ope/spearman", "ope/model_survival_1",
+                "ope/true_survival_1"} <= set(line)
+        # Survival within AM-Q's horizon (smoke: 10 steps), in the model and in the real env.
+        assert 1 <= line["ope/model_survival_0"] <= 10 and 1 <= line["ope/true_survival_0"] <= 10
     final = json.loads((run_dir / "final.json").read_text())
     for name in ("spearman_pooled", "spearman_within_rounds", "spearman_over_time"):
         assert f"offline/ope_{name}" in final

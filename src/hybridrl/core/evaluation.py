@@ -15,7 +15,7 @@ ActFunction = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate_policy(env: gym.Env[Any, Any], act: ActFunction, episodes: int, seed: int,
-                    env_id: str | None = None) -> dict[str, float]:
+                    env_id: str | None = None, length_cap: int | None = None) -> dict[str, float]:
     """Run ``episodes`` episodes of ``act`` on ``env`` and summarise their returns.
 
     Episode ``i`` resets with seed ``seed + i``, so evaluations of different policies see the same
@@ -24,6 +24,8 @@ def evaluate_policy(env: gym.Env[Any, Any], act: ActFunction, episodes: int, see
     :param act: the policy, usually deterministic (mean action).
     :param env_id: the env's id, to add a D4RL-style ``eval/normalized_score`` where reference
         returns exist (:mod:`hybridrl.envs.reference`).
+    :param length_cap: also report ``eval/length_capped_mean``, the mean of ``min(length, cap)``
+        (survival within a horizon, to compare with rollouts of that horizon in a model).
     :returns: ``eval/return_mean``, ``eval/return_std``, ``eval/length_mean`` and, where
         available, ``eval/normalized_score``.
     """
@@ -49,6 +51,8 @@ def evaluate_policy(env: gym.Env[Any, Any], act: ActFunction, episodes: int, see
         "eval/return_std": float(np.std(returns)),
         "eval/length_mean": float(np.mean(lengths)),
     }
+    if length_cap is not None:
+        summary["eval/length_capped_mean"] = float(np.mean(np.minimum(lengths, length_cap)))
     if env_id is not None:
         score = normalized_score(env_id, summary["eval/return_mean"])
         if score is not None:

@@ -48,8 +48,8 @@ from hybridrl.rl.ppo import interval_crossed
 class OfflineConfig:
     """Options every offline learner has (its own config adds the algorithm's)."""
 
-    dataset: str = "hopper-medium-v5"
-    """Dataset: ours (hopper-medium-v5, from `hybridrl data make`), a Minari id or folder, or a D4RL .hdf5 file."""
+    dataset: str = "hopper-medium-sac-v5"
+    """Dataset: ours (hopper-medium-sac-v5, from `hybridrl data make`), a Minari id or folder, or a D4RL .hdf5 file."""
     env: str = ""
     """Environment to evaluate in; empty: the one the dataset records. A dataset of another env is an error."""
     seed: int = 1
@@ -72,7 +72,7 @@ class OfflineConfig:
     def validate_offline(self) -> None:
         """Raise :class:`ConfigError` for impossible settings of the shared fields."""
         if not self.dataset:
-            raise ConfigError("--dataset is required: e.g. --dataset hopper-medium-v5 (`hybridrl data list`)")
+            raise ConfigError("--dataset is required: e.g. --dataset hopper-medium-sac-v5 (`hybridrl data list`)")
         for name in ("eval_episodes", "log_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -280,10 +280,11 @@ class OfflineTrainer:
 
         return Seeder(self.config.seed).env_seeds("eval", 1)[0]
 
-    def evaluate_act(self, act: Callable[[np.ndarray], np.ndarray], episodes: int) -> dict[str, float]:
+    def evaluate_act(self, act: Callable[[np.ndarray], np.ndarray], episodes: int,
+                     length_cap: int | None = None) -> dict[str, float]:
         """Evaluate a policy given as a raw-observation -> action function; the normalised score
-        uses the dataset's reference returns."""
-        result = evaluate_policy(self.eval_env, act, episodes, self.eval_seed)
+        uses the dataset's reference returns (``length_cap``: see :func:`evaluate_policy`)."""
+        result = evaluate_policy(self.eval_env, act, episodes, self.eval_seed, length_cap=length_cap)
         score = self.data.normalized_score(result["eval/return_mean"])
         if score is not None:
             result["eval/normalized_score"] = score

@@ -34,13 +34,26 @@ QValueFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 over a double Q) for a batch, (S,)."""
 
 
-@functools.partial(jax.jit, static_argnames=("policy_action", "q_value", "dynamics_model", "termination", "horizon",
-                                             "sample"))
 def amq_scores(policy_params: Any, q_params: Any, dynamics_state: DynamicsState, start_observations: jax.Array,
                observation_mean: jax.Array, observation_std: jax.Array, key: jax.Array, *,
                policy_action: PolicyActionFn, q_value: QValueFn, dynamics_model: DynamicsModel,
                termination: TerminationFn, horizon: int, sample: bool = True) -> jax.Array:
-    """AM-Q scores Ĵ(π_p) of P policies, evaluated together (one jitted call).
+    """AM-Q scores Ĵ(π_p) of P policies, evaluated together (one jitted call); the scores of
+    :func:`amq_rollouts`, whose docs say more."""
+    scores, _ = amq_rollouts(policy_params, q_params, dynamics_state, start_observations, observation_mean,
+                             observation_std, key, policy_action=policy_action, q_value=q_value,
+                             dynamics_model=dynamics_model, termination=termination, horizon=horizon, sample=sample)
+    return scores
+
+
+@functools.partial(jax.jit, static_argnames=("policy_action", "q_value", "dynamics_model", "termination", "horizon",
+                                             "sample"))
+def amq_rollouts(policy_params: Any, q_params: Any, dynamics_state: DynamicsState, start_observations: jax.Array,
+                 observation_mean: jax.Array, observation_std: jax.Array, key: jax.Array, *,
+                 policy_action: PolicyActionFn, q_value: QValueFn, dynamics_model: DynamicsModel,
+                 termination: TerminationFn, horizon: int, sample: bool = True) -> tuple[jax.Array, jax.Array]:
+    """AM-Q scores Ĵ(π_p) of P policies and their survival in the model, evaluated together (one
+    jitted call).
 
     Every policy starts from the same start states and the model draws from the same key for all
     of them (common random numbers: start state i of every policy sees the same noise and elite
@@ -64,7 +77,9 @@ def amq_scores(policy_params: Any, q_params: Any, dynamics_state: DynamicsState,
     :param horizon: model steps H per branch (static); Q is scored at t = 0..H−1.
     :param sample: pass to :func:`dynamics_step`: draw from a random elite (the reference) or
         use the elites' mean (static).
-    :returns: the scores, shape (P,).
+    :returns: the scores, shape (P,), and each policy's mean survival in the model, the steps its
+        branches stay alive within the horizon (at most H), shape (P,): compare with the real
+        env's ``eval/length_capped_mean`` (:func:`hybridrl.core.evaluation.evaluate_policy`).
     """
     num_policies = jax.tree_util.tree_leaves(policy_params)[0].shape[0]
     observations = jnp.broadcast_to(start_observations, (num_policies, *start_observations.shape))
@@ -96,4 +111,4 @@ def amq_scores(policy_params: Any, q_params: Any, dynamics_state: DynamicsState,
     initial = (observations, alive, jnp.zeros(num_policies, jnp.float32), jnp.zeros(num_policies, jnp.int32))
     (_, _, q_sum, alive_count), _ = jax.lax.scan(rollout_step, initial, jax.random.split(key, horizon))
     # Every branch is alive at t = 0, so alive_count >= S > 0.
-    return q_sum / alive_count
+    return q_sum / alive_count, alive_count / start_observations.shape[0]

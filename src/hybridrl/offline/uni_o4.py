@@ -527,16 +527,17 @@ class UniO4Trainer(OfflineTrainer):
         ppo_state, metrics = offline_ppo_steps(ppo_state, self.data.transitions.observations,
                                                iql.critic_params(self.artefacts.critic), steps, policy=self.policy,
                                                critic=self.critic, settings=self.ppo_settings)
-        scores = self.ope_scores(ppo_state.params)
+        scores, survival = self.ope_rollouts(ppo_state.params)
         ppo_state, improved = replace_improved_references(ppo_state, scores)
         # Gated: the member whose accepted reference AM-Q scores best (its best score is that reference's);
         # last-iterate: the member whose current iterate scores best.
         ranking = ppo_state.best_scores if self.offline_config.offline_policy == "gated" else scores
         self.artefacts = dataclasses.replace(self.artefacts, ppo=ppo_state,
                                              selected=jnp.argmax(ranking).astype(jnp.int32))
-        host_metrics, host_scores, host_improved = jax.device_get((metrics, scores, improved))
+        host_metrics, host_scores, host_survival, host_improved = jax.device_get((metrics, scores, survival, improved))
         scalars = host_scalars(host_metrics)
         scalars.update({f"ope/score_{index}": float(score) for index, score in enumerate(host_scores)})
+        scalars.update({f"ope/model_survival_{index}": float(steps) for index, steps in enumerate(host_survival)})
         scalars["ope/replaced"] = float(np.sum(host_improved))
         if self.offline_config.ope_true_episodes:
             scalars.update(self.true_returns(np.asarray(host_scores)))
@@ -548,17 +549,26 @@ class UniO4Trainer(OfflineTrainer):
         across the members; the run's history of both lives in its metrics (``ope/true_return_i``)."""
         episodes = self.offline_config.ope_true_episodes
         params = self.artefacts.ppo.params
-        returns = np.asarray([self.evaluate_act(gaussian_mean_policy(
+        evaluations = [self.evaluate_act(gaussian_mean_policy(
             self.policy, jax.tree_util.tree_map(lambda leaf, i=index: leaf[i], params), self.data.normalizer),
-            episodes)["eval/return_mean"] for index in range(len(scores))])
+            episodes, length_cap=self.offline_config.ope_horizon) for index in range(len(scores))]
+        returns = np.asarray([evaluation["eval/return_mean"] for evaluation in evaluations])
         result = {f"ope/true_return_{index}": float(value) for index, value in enumerate(returns)}
+        # Real survival within AM-Q's horizon, beside the model's (``ope/model_survival_<i>``).
+        result.update({f"ope/true_survival_{index}": evaluation["eval/length_capped_mean"]
+                       for index, evaluation in enumerate(evaluations)})
         result["ope/spearman"] = spearman(scores, returns)
         return result
 
     def ope_scores(self, policy_params: Any) -> jax.Array:
         """AM-Q scores of stacked ``policy_params`` (one per member) from the run's start states."""
+        return self.ope_rollouts(policy_params)[0]
+
+    def ope_rollouts(self, policy_params: Any) -> tuple[jax.Array, jax.Array]:
+        """AM-Q scores and model survival (:func:`~hybridrl.offline.ope.amq_rollouts`) of stacked
+        ``policy_params`` from the run's start states."""
         oc, normalizer = self.offline_config, self.data.normalizer
-        return ope.amq_scores(
+        return ope.amq_rollouts(
             policy_params, self.artefacts.critic.q_params, self.artefacts.dynamics,
             self.artefacts.ope_start_observations, jnp.asarray(normalizer.mean), jnp.asarray(normalizer.std),
             self.ope_key, policy_action=self._policy_action, q_value=self._q_value,
