@@ -64,6 +64,25 @@ def pause_then_resume(make_trainer: Callable[[], Any], stop_at_step: int,
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 
 
+def pause_then_resume_seeds(train_seeds: Callable[..., list[dict[str, Any]]], spec: Any, configs: list[Any],
+                            root: Path, stop_at_step: int) -> list[Any]:
+    """Train seeds together (``train_seeds``, an algorithm's hook) until ``stop_at_step``, then resume
+    the group with :func:`hybridrl.runs.start_seeds`, checking that it paused there and that every
+    run went on from its checkpoint (its log restarted at that step) rather than from scratch.
+
+    :returns: the resumed runs' :class:`~hybridrl.runs.RunResult`, in the order of ``configs``.
+    """
+    from hybridrl import runs
+
+    seeds = [config.seed for config in configs]
+    paused = train_seeds(configs, runs.seed_run_dirs(root, seeds), stop_at_step=stop_at_step)
+    assert paused == [{"step": stop_at_step, "paused": True}] * len(configs)
+    results = runs.start_seeds(spec, configs[0], seeds, root)
+    for result in results:
+        assert any(path.name.endswith(f".step{stop_at_step}") for path in (result.run_dir / "tb").iterdir())
+    return results
+
+
 def roundoff_tolerance(steps: int, summation_length: int) -> float:
     """A relative tolerance for two float32 trainings that differ only in the order of their sums,
     such as a seed trained alone and the same seed vmapped with others (XLA batches the matrix

@@ -28,7 +28,12 @@ from hybridrl.rl.ppo import (
     ppo_loss,
     train_seeds,
 )
-from hybridrl.testing import assert_trees_equal, metrics_without_timing, roundoff_tolerance
+from hybridrl.testing import (
+    assert_trees_equal,
+    metrics_without_timing,
+    pause_then_resume_seeds,
+    roundoff_tolerance,
+)
 
 SPEC = get_algorithm("ppo")
 
@@ -286,13 +291,9 @@ def test_a_seed_trained_with_others_follows_its_run_alone(group_run: Path, tmp_p
 
 def test_an_interrupted_group_resumes_like_an_uninterrupted_one(group_run: Path, tmp_path: Path) -> None:
     configs = [group_config(seed) for seed in SEEDS]
-    root = tmp_path / "group"
     # After 3 iterations: mid-episode (Pendulum's episodes are 200 steps per env).
-    paused = train_seeds(configs, runs.seed_run_dirs(root, SEEDS), stop_at_step=768)
-    assert paused == [{"step": 768, "paused": True}] * 2
-    results = runs.start_seeds(SPEC, configs[0], SEEDS, root)
+    results = pause_then_resume_seeds(train_seeds, SPEC, configs, tmp_path / "group", stop_at_step=768)
     for config, result in zip(configs, results, strict=True):
-        assert any(path.name.endswith(".step768") for path in (result.run_dir / "tb").iterdir())
         uninterrupted = group_run / f"seed{config.seed}"
         assert metrics_without_timing(result.run_dir) == metrics_without_timing(uninterrupted)
         resumed_state, resumed_host = _checkpoint(result.run_dir, config)

@@ -31,7 +31,13 @@ from hybridrl.rl.sac import (
     sac_settings,
     train_seeds,
 )
-from hybridrl.testing import assert_trees_equal, metrics_without_timing, pause_then_resume, roundoff_tolerance
+from hybridrl.testing import (
+    assert_trees_equal,
+    metrics_without_timing,
+    pause_then_resume,
+    pause_then_resume_seeds,
+    roundoff_tolerance,
+)
 
 SPEC = get_algorithm("sac")
 # Pendulum-v1's sizes and the smoke preset's widths: the eager initialisation compiles once for the file.
@@ -322,15 +328,10 @@ def test_a_seed_trained_with_others_follows_its_run_alone(group_run: Path, tmp_p
 
 def test_an_interrupted_group_resumes_like_an_uninterrupted_one(group_run: Path, tmp_path: Path) -> None:
     configs = [group_config(seed) for seed in SEEDS]
-    root = tmp_path / "group"
     # Mid-episode (Pendulum's episodes are 200 steps), after learning started, between two logs.
-    paused = train_seeds(configs, runs.seed_run_dirs(root, SEEDS), stop_at_step=250)
-    assert paused == [{"step": 250, "paused": True}] * 2
-    results = runs.start_seeds(SPEC, configs[0], SEEDS, root)
+    results = pause_then_resume_seeds(train_seeds, SPEC, configs, tmp_path / "group", stop_at_step=250)
     for config, result in zip(configs, results, strict=True):
-        # It went on from the checkpoint (a logger started at step 250), not from scratch...
-        assert any(path.name.endswith(".step250") for path in (result.run_dir / "tb").iterdir())
-        # ... to where the group that never stopped ended.
+        # It went on from its checkpoint to where the group that never stopped ended.
         uninterrupted = group_run / f"seed{config.seed}"
         assert metrics_without_timing(result.run_dir) == metrics_without_timing(uninterrupted)
         resumed_state, resumed_host = checkpoint_state(result.run_dir, config)

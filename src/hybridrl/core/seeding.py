@@ -11,8 +11,10 @@ Runs that differ only in their seed can train in one process, vmapped over seeds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,56 @@ def restore_generator(state: dict) -> np.random.Generator:
 # --------------------------------------------------------------------------------------------
 # Seeds trained in one process: the devices they run on
 # --------------------------------------------------------------------------------------------
+
+
+class ResumableTrainer(Protocol):
+    """What :func:`train_in_seed_groups` needs of a trainer."""
+
+    @property
+    def run_dir(self) -> Path: ...
+
+    def load_checkpoint(self, path: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+TrainerT = TypeVar("TrainerT", bound=ResumableTrainer)
+
+
+def check_seed_configs(configs: Sequence[Any], run_dirs: Sequence[Any]) -> None:
+    """Raise :class:`~hybridrl.errors.ConfigError` unless there is one run directory per config and the
+    configs differ only in their seed."""
+    from hybridrl.errors import ConfigError
+
+    if not configs or len(configs) != len(run_dirs):
+        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
+    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
+        raise ConfigError("runs trained together must differ only in their seed")
+
+
+def train_in_seed_groups(count: int, make_trainer: Callable[[int], TrainerT], step: Callable[[TrainerT], int],
+                         train_group: Callable[[list[TrainerT]], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The body of every ``train_seeds`` hook: build run ``i``'s trainer with ``make_trainer(i)`` and
+    resume it from its checkpoint when it has one, train the runs that stand at the same ``step``
+    together (``train_group``, earliest step first, :func:`groups_by_step`), and close every trainer.
+
+    :returns: each run's final metrics, in order.
+    """
+    trainers: list[TrainerT] = []
+    try:
+        for index in range(count):
+            trainers.append(make_trainer(index))
+            checkpoint = trainers[-1].run_dir / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainers[-1].load_checkpoint(checkpoint)
+        finals: list[dict[str, Any]] = [{} for _ in trainers]
+        for indices in groups_by_step([step(trainer) for trainer in trainers]):
+            for index, final in zip(indices, train_group([trainers[index] for index in indices]), strict=True):
+                finals[index] = final
+    finally:
+        for trainer in trainers:
+            trainer.close()
+    return finals
 
 
 def groups_by_step(steps: list[int]) -> list[list[int]]:

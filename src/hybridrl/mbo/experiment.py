@@ -35,7 +35,7 @@ import numpy as np
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.checkpoint import load_checkpoint, read_checkpoint_step, save_checkpoint
 from hybridrl.core.logging import RunLogger
-from hybridrl.core.seeding import Seeder
+from hybridrl.core.seeding import Seeder, check_seed_configs, groups_by_step
 from hybridrl.errors import ConfigError
 from hybridrl.mbo.ignite import REGULARIZERS, IgniteSettings, Regularizer
 from hybridrl.mbo.optimizers import (
@@ -231,11 +231,7 @@ class MBOGroup:
     """
 
     def __init__(self, configs: Sequence[MBOConfig], run_dirs: Sequence[Path], progress: bool = False) -> None:
-        if not configs or len(configs) != len(run_dirs):
-            raise ConfigError("train_seeds needs one run directory per config, and at least one config")
-        base = replace(configs[0], seed=0)
-        if any(replace(config, seed=0) != base for config in configs):
-            raise ConfigError("runs trained together must differ only in their seed")
+        check_seed_configs(configs, run_dirs)
         self.config = configs[0].resolved()
         self.seeds = [config.seed for config in configs]
         self.run_dirs = [Path(run_dir) for run_dir in run_dirs]
@@ -405,13 +401,11 @@ def train_seeds(configs: Sequence[MBOConfig], run_dirs: Sequence[Path], progress
     Runs whose checkpoints stopped at different epochs (an interruption between two runs' writes)
     are resumed in separate groups. Returns each run's final metrics, in order.
     """
-    by_epoch: dict[int, list[int]] = {}
-    for index, run_dir in enumerate(run_dirs):
-        by_epoch.setdefault(_checkpoint_epoch(Path(run_dir)), []).append(index)
+    epochs = [_checkpoint_epoch(Path(run_dir)) for run_dir in run_dirs]
     finals: list[dict[str, Any]] = [{} for _ in configs]
-    for epoch, indices in sorted(by_epoch.items()):
+    for indices in groups_by_step(epochs):
         group = MBOGroup([configs[i] for i in indices], [Path(run_dirs[i]) for i in indices], progress)
-        if epoch > 0:
+        if epochs[indices[0]] > 0:
             group.load_checkpoints()
         for index, final in zip(indices, group.train(), strict=True):
             finals[index] = final

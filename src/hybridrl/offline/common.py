@@ -32,7 +32,7 @@ from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.evaluation import ActFunction, evaluate_policy
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import GaussianPolicy, Params
-from hybridrl.core.seeding import groups_by_step, seed_sharding, stack_seeds
+from hybridrl.core.seeding import check_seed_configs, seed_sharding, stack_seeds, train_in_seed_groups
 from hybridrl.data.dataset import Dataset, TransitionBatch
 from hybridrl.data.loading import load_dataset
 from hybridrl.envs.factory import make_env
@@ -470,28 +470,18 @@ def train_seeds(make_trainer: Callable[..., OfflineTrainer], configs: Sequence[O
     :param progress: show a progress bar (of the first run).
     :returns: each run's final metrics, in order.
     """
-    if not configs or len(configs) != len(run_dirs):
-        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
-    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
-        raise ConfigError("runs trained together must differ only in their seed")
+    check_seed_configs(configs, run_dirs)
     first = configs[0]
     data = load_offline_data(first.dataset, first.env, first.normalize_states, first.max_episodes)
-    trainers = [make_trainer(config, Path(run_dir), progress and index == 0, data=data)
-                for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True))]
-    try:
-        for trainer in trainers:
-            checkpoint = trainer.run_dir / "checkpoint.ckpt"
-            if checkpoint.is_file():
-                trainer.load_checkpoint(checkpoint)
-        finals: list[dict[str, Any]] = [{} for _ in trainers]
-        for indices in groups_by_step([trainer.step for trainer in trainers]):
-            group = SeedGroup([trainers[index] for index in indices])
-            for index, final in zip(indices, group.train(), strict=True):
-                finals[index] = {"env": trainers[index].env_id, **final}
-    finally:
-        for trainer in trainers:
-            trainer.close()
-    return finals
+
+    def train_group(trainers: list[OfflineTrainer]) -> list[dict[str, Any]]:
+        return [{"env": trainer.env_id, **final} for trainer, final in
+                zip(trainers, SeedGroup(trainers).train(), strict=True)]
+
+    return train_in_seed_groups(
+        len(configs), lambda index: make_trainer(configs[index], Path(run_dirs[index]), progress and index == 0,
+                                                 data=data),
+        lambda trainer: trainer.step, train_group)
 
 
 def gaussian_mean_policy(policy: GaussianPolicy, params: Params, normalizer: StateNormalizer) -> ActFunction:

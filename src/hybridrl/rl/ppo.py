@@ -20,7 +20,6 @@ jitted update, then the trainer (rollout, logging, evaluation, checkpoints).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import warnings
@@ -47,12 +46,13 @@ from hybridrl.core.normalization import ReturnNormalizer, RunningMeanStd
 from hybridrl.core.rollout import RolloutBuffer
 from hybridrl.core.seeding import (
     Seeder,
+    check_seed_configs,
     generator_state,
-    groups_by_step,
     restore_generator,
     seed_rows,
     seed_sharding,
     stack_seeds,
+    train_in_seed_groups,
 )
 from hybridrl.envs.factory import check_env_id, make_env, make_vector_env
 from hybridrl.envs.snapshot import SnapshotUnsupportedError
@@ -883,26 +883,10 @@ def train_seeds(configs: Sequence[PPOConfig], run_dirs: Sequence[Path], progress
     :param stop_at_step: pause every run after its first iteration at or after this step (for tests).
     :returns: each run's final metrics, in order.
     """
-    if not configs or len(configs) != len(run_dirs):
-        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
-    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
-        raise ConfigError("runs trained together must differ only in their seed")
-    trainers: list[PPOTrainer] = []
-    try:
-        for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True)):
-            trainers.append(PPOTrainer(config, Path(run_dir), progress and index == 0))
-            checkpoint = trainers[-1].run_dir / "checkpoint.ckpt"
-            if checkpoint.is_file():
-                trainers[-1].load_checkpoint(checkpoint)
-        finals: list[dict[str, Any]] = [{} for _ in trainers]
-        for indices in groups_by_step([trainer.global_step for trainer in trainers]):
-            group = PPOSeedGroup([trainers[index] for index in indices])
-            for index, final in zip(indices, group.train(stop_at_step), strict=True):
-                finals[index] = final
-    finally:
-        for trainer in trainers:
-            trainer.close()
-    return finals
+    check_seed_configs(configs, run_dirs)
+    return train_in_seed_groups(
+        len(configs), lambda index: PPOTrainer(configs[index], Path(run_dirs[index]), progress and index == 0),
+        lambda trainer: trainer.global_step, lambda group: PPOSeedGroup(group).train(stop_at_step))
 
 
 def _make_trainer(config: PPOConfig, run_dir: Path, progress: bool) -> PPOTrainer:

@@ -61,12 +61,13 @@ from hybridrl.core.replay import (
 )
 from hybridrl.core.seeding import (
     Seeder,
+    check_seed_configs,
     generator_state,
-    groups_by_step,
     restore_generator,
     seed_rows,
     seed_sharding,
     stack_seeds,
+    train_in_seed_groups,
 )
 from hybridrl.data.dataset import TransitionBatch
 from hybridrl.envs.factory import check_env_id, make_env
@@ -866,26 +867,10 @@ def train_seeds(configs: Sequence[SACConfig], run_dirs: Sequence[Path], progress
     :param stop_at_step: pause every run at its first checkpoint at or after this step (for tests).
     :returns: each run's final metrics, in order.
     """
-    if not configs or len(configs) != len(run_dirs):
-        raise ConfigError("train_seeds needs one run directory per config, and at least one config")
-    if any(dataclasses.replace(config, seed=0) != dataclasses.replace(configs[0], seed=0) for config in configs):
-        raise ConfigError("runs trained together must differ only in their seed")
-    trainers: list[SACTrainer] = []
-    try:
-        for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True)):
-            trainers.append(SACTrainer(config, Path(run_dir), progress and index == 0))
-            checkpoint = trainers[-1].run_dir / "checkpoint.ckpt"
-            if checkpoint.is_file():
-                trainers[-1].load_checkpoint(checkpoint)
-        finals: list[dict[str, Any]] = [{} for _ in trainers]
-        for indices in groups_by_step([trainer.global_step for trainer in trainers]):
-            group = SACSeedGroup([trainers[index] for index in indices])
-            for index, final in zip(indices, group.train(stop_at_step), strict=True):
-                finals[index] = final
-    finally:
-        for trainer in trainers:
-            trainer.close()
-    return finals
+    check_seed_configs(configs, run_dirs)
+    return train_in_seed_groups(
+        len(configs), lambda index: SACTrainer(configs[index], Path(run_dirs[index]), progress and index == 0),
+        lambda trainer: trainer.global_step, lambda group: SACSeedGroup(group).train(stop_at_step))
 
 
 def _make_trainer(config: SACConfig, run_dir: Path, progress: bool) -> SACTrainer:
