@@ -109,6 +109,57 @@ def make(envs: list[str], preset: str, seed: int) -> None:
                   f"{results[name]['size_on_disk_mb']} MB")
             write_result("sac_datasets", [seed], {"preset": preset, "datasets": results,
                                                   "peak_memory_mb": peak_memory_mb()})
+    (RESULTS_DIR / "sac_datasets.md").write_text(report(preset, seed) + "\n")
+
+
+#: Episodes per D4RL -v2 gym-MuJoCo dataset: the TFDS catalog's `d4rl_mujoco_{hopper,walker2d,halfcheetah}`
+#: `v2-*` configs (tensorflow/datasets docs/catalog/d4rl_mujoco_*.md), "Examples" of the train split. Random,
+#: medium and expert were collected with `--num_data=1000000` (D4RL wiki, "Dataset Reproducibility Guide"), so
+#: their mean episode length is 1M / episodes (derived); the other sizes are not published there.
+D4RL_V2_EPISODES = {
+    "hopper": {"random": 45_240, "medium": 2_187, "medium-replay": 2_041, "expert": 1_028, "medium-expert": 3_214},
+    "walker2d": {"random": 48_908, "medium": 1_191, "medium-replay": 1_093, "expert": 1_001, "medium-expert": 2_191},
+    "halfcheetah": {"random": 1_000, "medium": 1_000, "medium-replay": 202, "expert": 1_000, "medium-expert": 2_000},
+}
+
+
+def report(preset: str, seed: int) -> str:
+    """The Markdown tables of ``benchmarks/results/sac_datasets.md`` (also in docs/datasets.md)."""
+    behaviour = json.loads((RESULTS_DIR / "sac_behaviour.json").read_text())["envs"]
+    datasets = json.loads((RESULTS_DIR / "sac_datasets.json").read_text())["datasets"]
+    lines = [f"Behaviour policies (`{preset}`, seed {seed}): returns of 5 deterministic / stochastic episodes at the "
+             "snapshot; references over 10 episodes (random actions; the expert's mean actions).", "",
+             "| env | medium: step, return det. / stoch. | expert: step, return det. / stoch. | reference random "
+             "/ expert (ours) | D4RL random / expert | SAC training |", "|---|---|---|---|---|---|"]
+    for env_id, record in behaviour.items():
+        snapshots = {snapshot["file"]: snapshot for snapshot in record["snapshots"]}
+        medium, expert = snapshots[record["medium"]], snapshots[record["expert"]]
+        references = record["reference_returns"]
+        d4rl = datasets.get(f"{FAMILY_OF_ENV[env_id.split('-v')[0]]}-random-sac-v5", {}).get("summary", {}).get(
+            "d4rl_reference_returns", {})
+        lines.append(f"| {env_id} "
+                     f"| {medium['step']:,}: {medium['eval_return']:.0f} / {medium['stochastic_return']:.0f} "
+                     f"| {expert['step']:,}: {expert['eval_return']:.0f} / {expert['stochastic_return']:.0f} "
+                     f"| {references['random']:.1f} / {references['expert']:.1f} "
+                     f"| {d4rl.get('random', float('nan')):.1f} / {d4rl.get('expert', float('nan')):.1f} "
+                     f"| {record['training_time_s'] / 60:.0f} min |")
+    lines += ["", "Datasets: normalised mean return against our references and against D4RL's constants; D4RL's "
+              "-v2 episodes (TFDS catalog) and, for its 1M-transition datasets, their mean length (derived).", "",
+              "| dataset | transitions | episodes (mean length) | D4RL -v2 episodes (mean length) | return mean ± std "
+              "[min, max] | normalised: ours / D4RL's constants | actions at a bound | made in | on disk |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in datasets.items():
+        summary = entry["summary"]
+        family, kind = name.split("-", 1)[0], name.split("-", 1)[1].removesuffix("-sac-v5")
+        d4rl_episodes = D4RL_V2_EPISODES[family][kind]
+        d4rl_length = f" ({1_000_000 / d4rl_episodes:.0f})" if kind in ("random", "medium", "expert") else ""
+        returns, length = summary["return"], summary["length"]
+        lines.append(f"| {name} | {summary['transitions']:,} | {summary['episodes']:,} ({length['mean']:.0f}) "
+                     f"| {d4rl_episodes:,}{d4rl_length} | {returns['mean']:.0f} ± {returns['std']:.0f} "
+                     f"[{returns['min']:.0f}, {returns['max']:.0f}] | {summary['normalized_return_mean']:.1f} / "
+                     f"{summary['d4rl_normalized_return_mean']:.1f} | {100 * summary['actions_at_bounds']:.3f} % "
+                     f"| {entry['generation_s']:.0f} s | {entry['size_on_disk_mb']:.0f} MB |")
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ class SACBehaviourPreset:
     :param snapshot_interval: env steps between actor snapshots (and checkpoints).
     :param selection_episodes: deterministic and stochastic episodes that rate each snapshot.
     :param learning_starts: uniform-random steps before the first update (None: the preset's).
+    :param env_options: per env id, SAC options that differ from the preset's (each with its reason
+        in ``docs/datasets.md``); the run's config, recorded with its policies, says what was used.
     """
 
     sac_preset: str
@@ -58,6 +61,7 @@ class SACBehaviourPreset:
     snapshot_interval: int
     selection_episodes: int
     learning_starts: int | None = None
+    env_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def sac_config(env_id: str, settings: SACBehaviourPreset, seed: int) -> Any:
@@ -68,6 +72,7 @@ def sac_config(env_id: str, settings: SACBehaviourPreset, seed: int) -> Any:
                                      checkpoint_interval=settings.snapshot_interval)
     if settings.learning_starts is not None:
         overrides["learning_starts"] = settings.learning_starts
+    overrides.update(settings.env_options.get(env_id, {}))
     return get_algorithm("sac").make_config(settings.sac_preset, **overrides)
 
 
@@ -218,14 +223,17 @@ def read_medium_replay(path: Path, env_id: str, seed: int, step: int) -> tuple[d
     return arrays, str(meta["source"])
 
 
-def regenerate_medium_replay(env_id: str, settings: SACBehaviourPreset, seed: int, step: int, folder: Path,
+def regenerate_medium_replay(env_id: str, config_values: dict[str, Any], step: int, folder: Path,
                              medium: BehaviourPolicy, progress: bool = False) -> tuple[dict[str, np.ndarray], str]:
-    """Re-run the behaviour-policy SAC run (its config and seed) to ``step`` and take its buffer; writes
-    it to ``folder`` so it is made once. Its source says whether the re-run reached the shipped
-    medium actor exactly (the same machine arithmetic) or another run of the recipe."""
+    """Re-run the behaviour-policy SAC run (its recorded config, seed included) to ``step`` and take
+    its buffer; writes it to ``folder`` so it is made once. Its source says whether the re-run
+    reached the shipped medium actor exactly (the same machine arithmetic) or another run of the recipe."""
+    from hybridrl.algorithms import get_algorithm
     from hybridrl.rl.sac import SACTrainer
+    from hybridrl.runs import config_from_dict
 
-    config = sac_config(env_id, settings, seed)
+    config = config_from_dict(get_algorithm("sac"), config_values)
+    seed = int(config.seed)
     run_dir = folder / "medium-replay-rerun"
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = SACTrainer(config, run_dir, progress)
