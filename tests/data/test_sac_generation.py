@@ -15,7 +15,14 @@ import pytest
 from hybridrl.cli import main
 from hybridrl.data import load_dataset, sac_behaviour
 from hybridrl.data.dataset import Dataset
-from hybridrl.data.generation import SAC_PRESETS, BehaviourPolicies, make_dataset, parse_dataset_name
+from hybridrl.data.generation import (
+    ASSETS,
+    BEHAVIOUR_FILE,
+    SAC_PRESETS,
+    BehaviourPolicies,
+    make_dataset,
+    parse_dataset_name,
+)
 from hybridrl.data.summary import actions_at_bounds, stages, summarize
 from hybridrl.errors import ConfigError
 
@@ -203,3 +210,36 @@ def test_the_squashed_actor_snapshot_acts_like_the_trainer(work: Path) -> None:
         np.testing.assert_allclose(act(observations), trainer.act_deterministic(observations), rtol=1e-6, atol=1e-6)
     finally:
         trainer.close()
+
+
+SHIPPED = sorted(path.parent for path in ASSETS.glob(f"*-sac-cpu-s0/{BEHAVIOUR_FILE}"))
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[folder.name for folder in SHIPPED])
+def test_shipped_sac_policies_are_what_their_record_says(folder: Path) -> None:
+    policies = BehaviourPolicies.load(folder)
+    record = policies.record
+    assert policies.learner == "sac" and record["preset"] == "cpu" and record["seed"] == 0
+    assert policies.medium.step == record["medium_step"] <= policies.expert.step
+    # The choice rule holds on the recorded ratings...
+    medium, expert = sac_behaviour.choose_medium_and_expert([s["eval_return"] for s in record["snapshots"]])
+    assert (record["snapshots"][medium]["file"], record["snapshots"][expert]["file"]) == (record["medium"],
+                                                                                          record["expert"])
+    # ... and the shipped actors act as rated: their squashed samples almost never sit on a bound.
+    rng = np.random.default_rng(0)
+    from hybridrl.envs.factory import make_env
+
+    env = make_env(record["env_id"])
+    try:
+        act = policies.expert.bind(env.action_space)
+        observation, _ = env.reset(seed=0)
+        actions = []
+        for _ in range(200):
+            action = act(observation[None], rng)[0]
+            actions.append(action)
+            observation, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                observation, _ = env.reset()
+        assert actions_at_bounds(np.asarray(actions), record["env_id"]) < 0.01
+    finally:
+        env.close()
