@@ -73,7 +73,10 @@ def export(envs: list[str], preset: str, seed: int) -> None:
         (target / BEHAVIOUR_FILE).write_text(json.dumps(record, indent=2))
         for name in (record["medium"], record["expert"]):
             shutil.copy(source / name, target / name)
-        records[env_id] = record
+        # Runs given up and kept beside it (`<folder>-<why>`, e.g. `-alpha0.1`): their ratings say why.
+        abandoned = {folder.name.removeprefix(source.name + "-"): json.loads((folder / "snapshots.json").read_text())
+                     for folder in sorted(WORK_DIR.glob(source.name + "-*")) if (folder / "snapshots.json").is_file()}
+        records[env_id] = {**record, "abandoned_runs": abandoned}
         print(f"{env_id}: {target} ({sum(path.stat().st_size for path in target.iterdir()) / 1e3:.0f} kB)")
     path = RESULTS_DIR / "sac_behaviour.json"
     previous = json.loads(path.read_text())["envs"] if path.is_file() else {}
@@ -143,6 +146,11 @@ def report(preset: str, seed: int) -> str:
                      f"| {references['random']:.1f} / {references['expert']:.1f} "
                      f"| {d4rl.get('random', float('nan')):.1f} / {d4rl.get('expert', float('nan')):.1f} "
                      f"| {record['training_time_s'] / 60:.0f} min |")
+    for env_id, record in behaviour.items():
+        for why, abandoned in record.get("abandoned_runs", {}).items():
+            ratings = ", ".join(f"{snapshot['step'] // 1000}k: {snapshot['eval_return']:.0f}"
+                                for snapshot in abandoned["snapshots"])
+            lines.append(f"\nGiven up: {env_id} `{why}`, deterministic ratings {ratings}.")
     lines += ["", "Datasets: normalised mean return against our references and against D4RL's constants; D4RL's "
               "-v2 episodes (TFDS catalog) and, for its 1M-transition datasets, their mean length (derived).", "",
               "| dataset | transitions | episodes (mean length) | D4RL -v2 episodes (mean length) | return mean ± std "
