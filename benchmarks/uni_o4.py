@@ -4,9 +4,12 @@ fine-tuning of Uni-O4 against PPO from scratch, via the sweep machinery.
 The paper's claims (Lei et al. 2024; D4RL -v2, 5 seeds): offline, Uni-O4 above IQL and BC on most
 datasets (hopper-medium 104.4 vs IQL 66.3; hopper-medium-replay 103.2 vs 97.7; walker2d-medium
 90.2 vs 78.3); online, no initial drop and better sample efficiency than every baseline, PPO from
-scratch included. Our datasets are hybridrl's own v5 datasets (`hybridrl data make ... --preset
-cpu`, 100k transitions, scores normalised with their measured random/expert returns), so
-absolute numbers are not comparable with D4RL's.
+scratch included. Our datasets are hybridrl's own v5 datasets made as D4RL made them (`hybridrl
+data make <family>-<kind>-sac-v5 --preset cpu`: SAC behaviour policies, 200k transitions; the
+medium-replay buffer as large as the SAC run's up to the medium policy; scores normalised with
+their measured random/expert returns), so absolute numbers are not comparable with D4RL's. The
+committed records of the legacy PPO-made datasets (`hopper-medium-v5` ...) stay under their names;
+pass them with `--datasets` to reproduce those.
 
 Three sweeps, resumable and recorded (run directories in benchmarks/runs/uni_o4/, not
 committed; records in benchmarks/results/uni_o4/{baselines,uni-o4,scratch}/runs/):
@@ -79,7 +82,7 @@ def _curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+",
-                        default=["hopper-medium-v5", "hopper-medium-replay-v5", "walker2d-medium-v5"])
+                        default=["hopper-medium-sac-v5", "hopper-medium-replay-sac-v5", "walker2d-medium-sac-v5"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--online-steps", type=int, default=100_000)

@@ -271,6 +271,8 @@ SAC_HYBRIDRL_UPDATES = (f"hybridrl learns at steps {SAC_LEARNING_STARTS:,} to {S
 
 IQL_STEPS = 5_000
 BC_STEPS = 10_000
+#: The legacy PPO-made dataset the committed speed results were measured on; what the data hold does not
+#: change the cost of an update (the SAC-made datasets are the default of the learning benchmarks).
 OFFLINE_DATASET = "hopper-medium-v5"
 OFFLINE_HYBRIDRL_EXTRA = ("hybridrl also evaluates 10 deterministic episodes in Hopper-v5 at the end, writes a "
                           "checkpoint, a metrics log every 1,000 steps and a learning-curve plot; d3rlpy runs with "

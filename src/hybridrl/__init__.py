@@ -7,7 +7,7 @@ The Python API mirrors the command line::
     print(result.final["eval/return_mean"], result.run_dir)
     hybridrl.resume(result.run_dir)          # continue an interrupted run
     hybridrl.evaluate(result.run_dir, episodes=20)
-    results = hybridrl.train_seeds("iql", seeds=range(1, 5), preset="cpu", dataset="hopper-medium-v5")
+    results = hybridrl.train_seeds("iql", seeds=range(1, 5), preset="cpu", dataset="hopper-medium-sac-v5")
 """
 
 from hybridrl.errors import HybridRLError

@@ -3,7 +3,7 @@
 ::
 
     from hybridrl.data import load_dataset
-    dataset = load_dataset("hopper-medium-v5")          # ours; or a Minari id, folder or D4RL .hdf5 file
+    dataset = load_dataset("hopper-medium-sac-v5")      # ours; or a Minari id, folder or D4RL .hdf5 file
     batch = dataset.sample(256, jax.random.key(0))       # TransitionBatch of device arrays
     for episode in dataset.episodes(): ...
 

@@ -45,7 +45,7 @@ def _extra_commands() -> dict[str, Callable[[list[str]], int]]:
 
 def _info(rest: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hybridrl data info", description="Summarise an offline dataset.")
-    parser.add_argument("dataset", help="hopper-medium-v5, a Minari id (mujoco/hopper/medium-v0), a Minari "
+    parser.add_argument("dataset", help="hopper-medium-sac-v5, a Minari id (mujoco/hopper/medium-v0), a Minari "
                                         "dataset folder or a D4RL .hdf5 file")
     parser.add_argument("--env", default=None, help="check that the dataset belongs to this env")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -45,7 +45,7 @@ def resolve_dataset(name: str, root: str | os.PathLike[str] | None = None) -> tu
     hint = f" Close matches: {', '.join(close)}." if close else ""
     raise DatasetNotFoundError(
         f"no dataset {name!r} in {base} (MINARI_DATASETS_PATH) and no such file or folder.{hint} Generate one "
-        "with `hybridrl data make hopper-medium-v5`, pass a D4RL .hdf5 file or a Minari dataset folder, or "
+        "with `hybridrl data make hopper-medium-sac-v5`, pass a D4RL .hdf5 file or a Minari dataset folder, or "
         "`hybridrl data list` to see what is there. hybridrl never downloads datasets."
     )
 
@@ -56,8 +56,8 @@ def load_dataset(name: str, env: str | EnvFacts | None = None, validate: bool = 
 
     ``name`` can be
 
-    * one of ours, as ``hybridrl data make`` names them: ``"hopper-medium-v5"`` (stored as the Minari
-      id ``hybridrl/hopper-medium-v5``);
+    * one of ours, as ``hybridrl data make`` names them: ``"hopper-medium-sac-v5"`` (stored as the
+      Minari id ``hybridrl/hopper-medium-sac-v5``), or a legacy PPO-made ``"hopper-medium-v5"``;
     * any Minari id in the local Minari root (``"mujoco/hopper/medium-v0"``); no network is used;
     * a Minari dataset folder, or a D4RL ``.hdf5`` file on disk.
 
