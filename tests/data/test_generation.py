@@ -88,7 +88,8 @@ def test_shipped_policies_reproduce_their_expert_return(folder: Path) -> None:
     record = policies.record
     assert policies.medium.eval_return < policies.expert.eval_return
     assert sum(path.stat().st_size for path in folder.iterdir()) < 1_000_000  # assets stay small
-    episodes = 2
-    # The first reference episodes of the recorded seed give returns close to the recorded mean.
+    # The recorded reference episodes again (the same seeds and mean actions): their mean return is the
+    # recorded one up to the round-off of another machine, which can grow over an episode's 1000 steps.
+    episodes = int(record["reference_returns"]["episodes"])
     measured = _mean_return(record["env_id"], policies.expert, episodes, record["seed"])
     assert measured == pytest.approx(policies.expert_return, rel=0.25)

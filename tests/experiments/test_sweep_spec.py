@@ -88,7 +88,7 @@ def test_path_components_are_safe() -> None:
     ({"variants": {"fast": {"seed": 2}}}, r"`variants.fast` sets seed"),
     ({"variants": {}}, r"`variants` must map variant names"),
     ({"variants": {"a/b": {}}}, r"variant name 'a/b' must be usable as a folder name"),
-    ({"vmap_seeds": True}, r"ppo cannot train vmapped seeds"),
+    ({"vmap_seeds": True, "algorithm": "props", "env": ["Pendulum-v1"]}, r"props cannot train vmapped seeds"),
 ])
 def test_bad_specs_get_clear_errors(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     raw = base_spec(tmp_path)
