@@ -62,6 +62,8 @@ def train(envs: list[str], preset: str, seed: int) -> None:
 
 
 def export(envs: list[str], preset: str, seed: int) -> None:
+    path = RESULTS_DIR / "sac_behaviour.json"
+    previous = json.loads(path.read_text())["envs"] if path.is_file() else {}
     records = {}
     for env_id in envs:
         source = work_folder(env_id, preset, seed, WORK_DIR, "sac")
@@ -76,10 +78,10 @@ def export(envs: list[str], preset: str, seed: int) -> None:
         # Runs given up and kept beside it (`<folder>-<why>`, e.g. `-alpha0.1`): their ratings say why.
         abandoned = {folder.name.removeprefix(source.name + "-"): json.loads((folder / "snapshots.json").read_text())
                      for folder in sorted(WORK_DIR.glob(source.name + "-*")) if (folder / "snapshots.json").is_file()}
-        records[env_id] = {**record, "abandoned_runs": abandoned}
+        # A run given up in an earlier session (its folder gone) stays recorded.
+        kept = previous.get(env_id, {}).get("abandoned_runs", {})
+        records[env_id] = {**record, "abandoned_runs": {**kept, **abandoned}}
         print(f"{env_id}: {target} ({sum(path.stat().st_size for path in target.iterdir()) / 1e3:.0f} kB)")
-    path = RESULTS_DIR / "sac_behaviour.json"
-    previous = json.loads(path.read_text())["envs"] if path.is_file() else {}
     write_result("sac_behaviour", [seed], {"preset": preset, "envs": {**previous, **records}})
 
 

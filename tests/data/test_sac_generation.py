@@ -38,11 +38,17 @@ def test_sac_dataset_names() -> None:
         parse_dataset_name("hopper-medium-td3-v5")
 
 
-def test_medium_is_the_first_to_reach_a_third_of_the_expert() -> None:
-    # Expert: the best (the latest of equals); medium: closest to 300 / 3 up to the first snapshot reaching it.
+def test_medium_is_the_first_to_hold_a_third_of_the_expert() -> None:
+    # Expert: the best (the latest of equals); medium: closest to 300 / 3 up to the first snapshot that
+    # reaches it and is followed by one that does too.
     assert sac_behaviour.choose_medium_and_expert([0, 40, 90, 130, 300, 100, 300]) == (2, 6)
     assert sac_behaviour.choose_medium_and_expert([0, 60, 120, 300]) == (2, 3)
     assert sac_behaviour.choose_medium_and_expert([5.0]) == (0, 0)
+    # A lucky rating that is not held does not stop the run: Walker2d-v5 seed 0's ratings chose step 80k.
+    walker = [-6, 681, 275, 320, 319, 287, 335, 320, 538, 504, 486, 717, 508, 372, 603, 555, 1054, 619,
+              1273, 1395, 1593]
+    assert sac_behaviour.choose_medium_and_expert(walker) == (8, 20)
+    assert sac_behaviour.choose_medium_and_expert([0, 200, 90, 300]) == (2, 3)  # none held before the expert
 
 
 def test_episode_starts_of_a_buffer() -> None:
