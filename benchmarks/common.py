@@ -80,10 +80,16 @@ def restore_records(name: str, spec: Any) -> int:
     return restored
 
 
+def kept_line(line: dict[str, Any], keep: tuple[str, ...]) -> bool:
+    """Whether a metrics line holds a key of ``keep`` (or, for a key ending in ``/``, one under that prefix)."""
+    return any(key in line if not key.endswith("/") else any(name.startswith(key) for name in line) for key in keep)
+
+
 def save_records(name: str, spec: Any, keep: tuple[str, ...], extra_metrics: tuple[str, ...] = ()) -> int:
     """Condense every finished run of ``spec`` into its record, keeping the metrics lines that
-    hold any key in ``keep`` (also from the run's ``extra_metrics`` files, e.g. ``online`` for a
-    phase with a metrics file of its own); returns how many runs are recorded."""
+    hold any key in ``keep`` (a key ending in ``/`` keeps every metric under that prefix, e.g.
+    ``ope/``), also from the run's ``extra_metrics`` files (e.g. ``online`` for a phase with a
+    metrics file of its own); returns how many runs are recorded."""
     from hybridrl.core.io import atomic_write_json
     from hybridrl.core.logging import read_metrics
     from hybridrl.experiments.spec import expand_sweep
@@ -102,10 +108,9 @@ def save_records(name: str, spec: Any, keep: tuple[str, ...], extra_metrics: tup
         record: dict[str, Any] = {"command": command or _command(), "seeds": [run.seed],
                                   "git_commit": files["config.json"].get("git_commit"),
                                   "machine": files["config.json"].get("machine"), **files}
-        record["metrics"] = [line for line in read_metrics(run.run_dir) if any(key in line for key in keep)]
+        record["metrics"] = [line for line in read_metrics(run.run_dir) if kept_line(line, keep)]
         record["extra_metrics"] = {
-            f"{folder}/metrics.jsonl": [line for line in read_metrics(run.run_dir / folder)
-                                        if any(key in line for key in keep)]
+            f"{folder}/metrics.jsonl": [line for line in read_metrics(run.run_dir / folder) if kept_line(line, keep)]
             for folder in extra_metrics if (run.run_dir / folder / "metrics.jsonl").is_file()}
         atomic_write_json(record_path, record)
         saved += 1
@@ -131,16 +136,16 @@ def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...
 
 
 def sweep_or_records(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...], workers: int,
-                     report_only: bool) -> Any:
+                     report_only: bool, extra_metrics: tuple[str, ...] = ()) -> Any:
     """:func:`recorded_sweep`, or with ``report_only`` just restore and re-record the finished runs
     (nothing is trained); returns the loaded sweep spec either way."""
     if not report_only:
-        return recorded_sweep(name, spec_mapping, keep=keep, workers=workers)
+        return recorded_sweep(name, spec_mapping, keep=keep, workers=workers, extra_metrics=extra_metrics)
     from hybridrl.experiments.spec import load_sweep_spec
 
     spec = load_sweep_spec(spec_mapping)
     restore_records(name, spec)
-    save_records(name, spec, keep)
+    save_records(name, spec, keep, extra_metrics)
     return spec
 
 

@@ -1,5 +1,5 @@
-"""Imitation from a few demonstrations at `cpu` scale: AILBoost vs DAC vs BC on DeepMind Control,
-via the sweep machinery.
+"""Imitation from a few demonstrations at `cpu` scale: AILBoost vs the paper's DAC vs our DAC vs BC
+on DeepMind Control, via the sweep machinery.
 
 The paper's claim (Chang et al., ICLR 2024, Fig. 1; 5 DMC tasks, 3 seeds): AILBoost beats DAC,
 ValueDICE, IQ-Learn and BC on expert-normalised return at every demonstration count, the gap
@@ -9,23 +9,34 @@ methods with each other, not with the paper's values.
 Steps:
 
 1. **Expert**: SAC (`cpu` preset, true reward, action repeat 2) for ``EXPERT_STEPS`` agent steps in
-   benchmarks/runs/experts/ (kept across invocations; retrained on a new machine, about 20 minutes).
+   benchmarks/runs/experts/ (kept across invocations; retrained on a new machine).
 2. **Demonstrations**: 10 mean-action episodes of the expert (`hybridrl data demos ENV --run-dir
    EXPERT --episodes 10`); their mean return is the expert reference (100), uniform random actions
    the random one (0).
-3. **Sweeps** (resumable, recorded in benchmarks/results/imitation/<sweep>/runs/): for each
-   demonstration count, AILBoost and DAC for `--steps` agent steps (AILBoost's collection steps
-   count on the same axis), then BC on the same first N demonstrations.
+3. **Sweeps** per setting (task x demonstration count, `--settings`), resumable, recorded in
+   benchmarks/results/imitation/<sweep>/runs/ with the diagnostics that explain the curves (the
+   temperature, the discriminator's loss, gradient penalty and values, its reward on the
+   demonstrations and on the learner's newest data, the imitation reward):
+   * ``ailboost``: variants ``disc100`` (the official 100 discriminator steps per round) and
+     ``disc1000`` (a deviation: ten times the discriminator rate);
+   * ``dac``: variants ``stale`` (the paper's baseline, the AILBoost code's DAC: rewards labelled
+     once when stored) and ``fresh`` (ours: relabelled with the current discriminator at every update);
+   * ``bc`` on the same first N demonstrations.
 
-    python benchmarks/imitation.py --seeds 3 --workers 2 [--demos 1 10] [--envs dmc:walker-walk]
+AILBoost's collection steps count on the agent-step axis, so at equal agent steps it has made half
+of DAC's SAC updates; the report compares every method both at equal agent steps (the end of the
+budget) and at equal SAC updates (AILBoost's final update count, read off the others' curves).
+
+    python benchmarks/imitation.py --seeds 3 --workers 2 [--steps 400000] \
+        [--settings dmc:walker-walk:1 dmc:walker-walk:10 dmc:cheetah-run:1]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +48,7 @@ NAME = "imitation"
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXPERTS = REPOSITORY / "benchmarks" / "runs" / "experts"
 #: Agent steps of SAC expert training per env (the reference's CPU recipe).
-EXPERT_STEPS = {"dmc:walker-walk": 100_000, "dmc:ball_in_cup-catch": 100_000}
+EXPERT_STEPS = {"dmc:walker-walk": 100_000, "dmc:ball_in_cup-catch": 100_000, "dmc:cheetah-run": 200_000}
 PAPER = {
     "claim": "AILBoost >= DAC (and > BC) on expert-normalised return at 1 and 10 demonstrations, gap largest at 1",
     "source": "Chang et al. 2024, abstract and Fig. 1 caption (aggregate over 5 DMC tasks, 3 seeds); "
@@ -84,76 +95,92 @@ def _demos_name(env: str) -> str:
     return demos_id(env)
 
 
-def _curve(run_dir: Path, key: str = "eval/normalized_score") -> tuple[np.ndarray, np.ndarray]:
-    """(agent steps, scores) of a run's evaluations."""
-    from hybridrl.core.logging import read_metrics
+#: (task, demonstrations) settings of the benchmark: walker-walk at 1 and 10, and a second task at 1.
+SETTINGS = ("dmc:walker-walk:1", "dmc:walker-walk:10", "dmc:cheetah-run:1")
+#: Variants of the adversarial methods (rows of the table).
+AILBOOST_VARIANTS = {"disc100": {"discriminator_steps": 100}, "disc1000": {"discriminator_steps": 1000}}
+DAC_VARIANTS = {"stale": {"reward_mode": "stale"}, "fresh": {"reward_mode": "fresh"}}
+#: The rows of the table: (algorithm, variant) -> label.
+METHODS = {("ailboost", "disc100"): "AILBoost", ("ailboost", "disc1000"): "AILBoost, 1000 disc. steps",
+           ("dac", "stale"): "DAC (paper's: stale rewards)", ("dac", "fresh"): "DAC (ours: fresh rewards)",
+           ("bc", "default"): "BC"}
+#: Metrics kept in the per-run records: evaluations and every training diagnostic (logged every
+#: LOG_INTERVAL agent steps, so a 400k-step record stays near 60 kB).
+KEEP = ("eval/", "train/", "discriminator/")
+LOG_INTERVAL = 4_000
+DIAGNOSTICS = ("train/alpha", "discriminator/loss", "discriminator/gradient_penalty", "discriminator/reward_gap",
+               "train/imitation_reward")
 
-    lines = [line for line in read_metrics(run_dir) if key in line]
-    return (np.asarray([line["step"] for line in lines], dtype=np.float64),
-            np.asarray([line[key] for line in lines], dtype=np.float64))
+
+def parse_setting(text: str) -> tuple[str, int]:
+    """``"dmc:walker-walk:10"`` -> ``("dmc:walker-walk", 10)``."""
+    env, _, count = text.rpartition(":")
+    if not env or not count.isdigit():
+        raise SystemExit(f"--settings takes ENV:DEMOS, e.g. dmc:walker-walk:1; got {text!r}")
+    return env, int(count)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", nargs="+", default=["dmc:walker-walk"])
-    parser.add_argument("--demos", nargs="+", type=int, default=[1, 10], help="demonstration counts")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="ENV:DEMOS pairs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--steps", type=int, default=200_000, help="agent steps of AILBoost and DAC")
+    parser.add_argument("--steps", type=int, default=400_000, help="agent steps of AILBoost and DAC")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
-    parser.add_argument("--only", choices=("adversarial", "bc"), default=None,
+    parser.add_argument("--only", nargs="+", choices=("ailboost", "dac", "bc"), default=None,
                         help="run only these sweeps (the others are summarised as they are)")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
-    experts = {env: ensure_expert_and_demos(env) for env in arguments.envs}
+    settings = [parse_setting(text) for text in arguments.settings]
+    envs = sorted({env for env, _ in settings})
+    experts = {env: ensure_expert_and_demos(env) for env in envs}
 
-    keep = ("eval/return_mean",)
-    sweeps: list[tuple[int, Any, Any]] = []
-    for count in arguments.demos:
-        adversarial = {
-            "name": f"{NAME}-adversarial-demos{count}", "output": f"benchmarks/runs/{NAME}/adversarial-demos{count}",
-            "algorithm": ["ailboost", "dac"], "env": arguments.envs, "preset": arguments.preset,
-            "seeds": arguments.seeds, "overrides": {"total_steps": arguments.steps, "num_demos": count},
+    def specs(env: str, count: int) -> dict[str, dict[str, Any]]:
+        adversarial = {"env": [env], "preset": arguments.preset, "seeds": arguments.seeds,
+                       "overrides": {"total_steps": arguments.steps, "num_demos": count,
+                                     "log_interval": LOG_INTERVAL}}
+        return {
+            "ailboost": {"name": f"{NAME}-ailboost-demos{count}", "algorithm": "ailboost",
+                         "output": f"benchmarks/runs/{NAME}/ailboost-demos{count}", "variants": AILBOOST_VARIANTS,
+                         **adversarial},
+            "dac": {"name": f"{NAME}-dac-demos{count}", "algorithm": "dac",
+                    "output": f"benchmarks/runs/{NAME}/dac-demos{count}", "variants": DAC_VARIANTS, **adversarial},
+            "bc": {"name": f"{NAME}-bc-demos{count}", "output": f"benchmarks/runs/{NAME}/bc-demos{count}",
+                   "algorithm": "bc", "dataset": [f"hybridrl/{_demos_name(env)}"], "preset": arguments.preset,
+                   "seeds": arguments.seeds,
+                   "overrides": {"max_episodes": count, "normalize_states": False, "eval_episodes": 10}},
         }
-        bc = {
-            "name": f"{NAME}-bc-demos{count}", "output": f"benchmarks/runs/{NAME}/bc-demos{count}",
-            "algorithm": "bc", "dataset": [f"hybridrl/{_demos_name(env)}" for env in arguments.envs],
-            "preset": arguments.preset, "seeds": arguments.seeds,
-            "overrides": {"max_episodes": count, "normalize_states": False, "eval_episodes": 10},
-        }
-        run = {kind: not arguments.report_only and arguments.only in (None, kind) for kind in ("adversarial", "bc")}
-        sweeps.append((count,
-                       _sweep(f"{NAME}/adversarial-demos{count}", adversarial, keep, arguments.workers,
-                              run["adversarial"]),
-                       _sweep(f"{NAME}/bc-demos{count}", bc, keep, arguments.workers, run["bc"])))
 
-    from hybridrl.experiments.spec import expand_sweep
+    for env, count in settings:
+        for method, mapping in specs(env, count).items():
+            run = not arguments.report_only and (arguments.only is None or method in arguments.only)
+            sweep_or_records(f"{NAME}/{method}-demos{count}", mapping, KEEP if method != "bc" else ("eval/",),
+                             arguments.workers, report_only=not run)
+
+    from hybridrl.experiments.spec import expand_sweep, load_sweep_spec
     from hybridrl.runs import is_finished
 
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
+    runs_by_setting: dict[str, dict[str, list[RunCurves]]] = {}
     wall: dict[str, list[float]] = {}
-    for count, adversarial_spec, bc_spec in sweeps:
-        for run in [*expand_sweep(adversarial_spec), *expand_sweep(bc_spec)]:
-            if not is_finished(run.run_dir):
-                continue
-            env = run.task if run.algorithm != "bc" else _env_of_demos(run.task, arguments.envs)
-            final = json.loads((run.run_dir / "final.json").read_text())
-            setting = f"{env} / {count} demo{'s' if count > 1 else ''}"
-            scores = table.setdefault(setting, {})
-            scores.setdefault(run.algorithm, {"final": [], "mixture": []})["final"].append(
-                float(final["eval/normalized_score"]))
-            if "eval/mixture_normalized_score" in final:
-                scores[run.algorithm]["mixture"].append(float(final["eval/mixture_normalized_score"]))
-            wall.setdefault(run.algorithm, []).append(float(final.get("wall_time_s", 0.0)))
-            if run.algorithm != "bc":
-                curves.setdefault(setting, {}).setdefault(run.algorithm, []).append(_curve(run.run_dir))
-    summary = {setting: {method: {kind: iqm_summary(values) for kind, values in entry.items() if values}
-                         for method, entry in methods.items()} for setting, methods in table.items()}
-    report = write_report(summary, curves, RESULTS_DIR / NAME / "report", arguments)
+    for env, count in settings:
+        setting = f"{env} / {count} demo{'s' if count > 1 else ''}"
+        methods = runs_by_setting.setdefault(setting, {})
+        for mapping in specs(env, count).values():
+            for run in expand_sweep(load_sweep_spec(mapping)):
+                if not is_finished(run.run_dir):
+                    continue
+                label = METHODS[(run.algorithm, run.variant)]
+                curves = read_run(run.run_dir)
+                methods.setdefault(label, []).append(curves)
+                if curves.mixture is not None:
+                    methods.setdefault("AILBoost mixture" if run.variant == "disc100" else f"{label}, mixture",
+                                       []).append(dataclasses.replace(curves, final=curves.mixture))
+                wall.setdefault(label, []).append(curves.wall_time_s)
+    summary = {setting: summarize_setting(methods) for setting, methods in runs_by_setting.items()}
+    report = write_report(summary, runs_by_setting, RESULTS_DIR / NAME / "report", arguments)
     write_result(NAME, list(range(arguments.seeds)), {
-        "benchmark": NAME, "envs": arguments.envs, "demos": arguments.demos, "preset": arguments.preset,
+        "benchmark": NAME, "settings": arguments.settings, "preset": arguments.preset,
         "agent_steps": arguments.steps, "experts": experts,
         "normalized_score": summary,
         "mean_wall_time_s": {method: float(np.mean(values)) for method, values in wall.items()},
@@ -161,17 +188,73 @@ def main() -> None:
     })
 
 
-def _sweep(name: str, mapping: dict[str, Any], keep: tuple[str, ...], workers: int, run: bool) -> Any:
-    """Run a recorded sweep, or with ``run`` false only restore its records and record what finished."""
-    return sweep_or_records(name, mapping, keep, workers, report_only=not run)
+@dataclasses.dataclass(frozen=True)
+class RunCurves:
+    """One run's evaluation curve on both axes, its final scores and its diagnostics over agent steps."""
+
+    steps: np.ndarray
+    updates: np.ndarray
+    scores: np.ndarray
+    final: float
+    mixture: float | None
+    diagnostics: dict[str, tuple[np.ndarray, np.ndarray]]
+    wall_time_s: float
 
 
-def _env_of_demos(dataset: str, envs: Sequence[str]) -> str:
-    return next(env for env in envs if dataset.endswith(_demos_name(env)))
+def read_run(run_dir: Path) -> RunCurves:
+    """A finished run's curves: evaluation scores against agent steps and against SAC updates (the
+    update count at each evaluation, interpolated from the training lines), and the diagnostics."""
+    from hybridrl.core.logging import read_metrics
+
+    lines = read_metrics(run_dir)
+    final = json.loads((run_dir / "final.json").read_text())
+    evaluations = [line for line in lines if "eval/normalized_score" in line]
+    steps = np.asarray([line["step"] for line in evaluations], dtype=np.float64)
+    scores = np.asarray([line["eval/normalized_score"] for line in evaluations], dtype=np.float64)
+    training = [(line["step"], line["train/gradient_updates"]) for line in lines if "train/gradient_updates" in line]
+    if "gradient_updates" in final:
+        training.append((final["step"], final["gradient_updates"]))
+    training.insert(0, (0, 0))
+    updates = np.interp(steps, [step for step, _ in training], [count for _, count in training])
+    diagnostics: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in DIAGNOSTICS:
+        if name == "discriminator/reward_gap":
+            points = [(line["step"], line["discriminator/demos_reward"] - line["discriminator/newest_data_reward"])
+                      for line in lines if "discriminator/newest_data_reward" in line]
+        else:
+            points = [(line["step"], line[name]) for line in lines if name in line]
+        if points:
+            diagnostics[name] = (np.asarray([p[0] for p in points], float), np.asarray([p[1] for p in points], float))
+    mixture = final.get("eval/mixture_normalized_score")
+    return RunCurves(steps=steps, updates=updates, scores=scores, final=float(final["eval/normalized_score"]),
+                     mixture=float(mixture) if mixture is not None else None, diagnostics=diagnostics,
+                     wall_time_s=float(final.get("wall_time_s", 0.0)))
 
 
-def write_report(summary: dict[str, Any], curves: dict[str, Any], folder: Path, arguments: argparse.Namespace) -> Path:
-    """report.md with the score table and the learning curves."""
+def summarize_setting(methods: dict[str, list[RunCurves]]) -> dict[str, Any]:
+    """Per method: IQM of the final score (equal agent steps), of the score at the reference update
+    count (AILBoost's final one, the fewest: equal SAC updates), and the final update counts."""
+    finals = {label: [run.updates[-1] for run in runs if len(run.updates)] for label, runs in methods.items()}
+    reference = min((float(np.mean(values)) for label, values in finals.items() if label.startswith("AILBoost")
+                     and "mixture" not in label and values), default=None)
+    summary: dict[str, Any] = {"equal_updates_at": reference}
+    for label, runs in methods.items():
+        entry: dict[str, Any] = {"final": iqm_summary([run.final for run in runs]),
+                                 "final_updates": float(np.mean(finals[label])) if finals[label] else None}
+        if reference is not None and "mixture" not in label:
+            # Read off a curve only inside it: evaluated at or before the reference count and reaching it.
+            at_reference = [float(np.interp(reference, run.updates, run.scores)) for run in runs
+                            if len(run.updates) and run.updates[0] <= reference <= run.updates[-1] + 1]
+            if at_reference:
+                entry["at_equal_updates"] = iqm_summary(at_reference)
+        summary[label] = entry
+    return summary
+
+
+def write_report(summary: dict[str, Any], runs_by_setting: dict[str, dict[str, list[RunCurves]]], folder: Path,
+                 arguments: argparse.Namespace) -> Path:
+    """report.md: the table at equal agent steps and at equal SAC updates, the curves on both axes and
+    the diagnostics."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,36 +265,78 @@ def write_report(summary: dict[str, Any], curves: dict[str, Any], folder: Path, 
     def cell(entry: dict[str, Any] | None) -> str:
         if not entry:
             return "–"
-        return (f"{entry['iqm']:.1f} [{entry['iqm_low']:.1f}, {entry['iqm_high']:.1f}] "
-                f"(mean {entry['mean']:.1f}, n={entry['seeds']})")
+        return f"{entry['iqm']:.1f} [{entry['iqm_low']:.1f}, {entry['iqm_high']:.1f}] (n={entry['seeds']})"
 
     lines = [f"# Imitation from demonstrations at `{arguments.preset}` scale", "",
              f"Seeds: {arguments.seeds}; {arguments.steps:,} agent steps for AILBoost and DAC (AILBoost's collection "
              "steps included); BC: its cpu preset on the same demonstrations. Scores: 0 = uniform random actions, "
              "100 = the demonstrations' mean return; IQM over seeds with a 95% bootstrap interval. AILBoost's "
-             "headline is its current learner (mean action); its true mixture is the last column. Generated by "
-             "`python benchmarks/imitation.py`.", "",
-             "| setting | AILBoost | DAC | BC | AILBoost mixture |", "|---|---|---|---|---|"]
-    for setting, methods in summary.items():
-        row = [cell(methods.get(method, {}).get("final")) for method in ("ailboost", "dac", "bc")]
-        row.append(cell(methods.get("ailboost", {}).get("mixture")))
-        lines.append(f"| {setting} | " + " | ".join(row) + " |")
-    if curves:
-        figure, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False)
-        for axis, (setting, methods) in zip(axes[0], curves.items(), strict=False):
-            for method, runs in sorted(methods.items()):
-                grid = np.unique(np.concatenate([steps for steps, _ in runs]))
-                stacked = np.stack([np.interp(grid, steps, scores) for steps, scores in runs])
-                axis.plot(grid, stacked.mean(axis=0), label=f"{method} (n={len(runs)})")
-                axis.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), alpha=0.2)
-            axis.set_title(setting)
-            axis.set_xlabel("agent steps (incl. AILBoost's collection)")
-            axis.set_ylabel("expert-normalised score")
-            axis.legend()
+             "headline is its current learner (mean action); *mixture* is the true boosted mixture. *At equal "
+             "updates*: each curve read at AILBoost's final SAC update count. Generated by "
+             "`python benchmarks/imitation.py`.", ""]
+    for setting, entry in summary.items():
+        reference = entry.get("equal_updates_at")
+        lines += [f"## {setting}", "", f"| method | equal agent steps (final) | equal SAC updates "
+                  f"({reference:,.0f}) | SAC updates at the end |" if reference else
+                  "| method | equal agent steps (final) | equal SAC updates | SAC updates at the end |",
+                  "|---|---|---|---|"]
+        for label in [*METHODS.values(), "AILBoost mixture"]:
+            if label in entry:
+                method = entry[label]
+                updates = f"{method['final_updates']:,.0f}" if method.get("final_updates") else "–"
+                lines.append(f"| {label} | {cell(method['final'])} | {cell(method.get('at_equal_updates'))} "
+                             f"| {updates} |")
+        lines.append("")
+    colours = {label: f"C{index}" for index, label in enumerate(METHODS.values())}
+    settings = [setting for setting, methods in runs_by_setting.items() if methods]
+    if settings:
+        figure, axes = plt.subplots(len(settings), 2, figsize=(10, 3.4 * len(settings)), squeeze=False)
+        for row, setting in zip(axes, settings, strict=True):
+            for axis, axis_name in zip(row, ("steps", "updates"), strict=True):
+                for label, runs in runs_by_setting[setting].items():
+                    if "mixture" in label or label == "BC":
+                        continue
+                    grid = np.linspace(0, min(getattr(run, axis_name)[-1] for run in runs), 50)
+                    stacked = np.stack([np.interp(grid, getattr(run, axis_name), run.scores) for run in runs])
+                    axis.plot(grid, stacked.mean(0), color=colours[label], label=f"{label} (n={len(runs)})")
+                    axis.fill_between(grid, stacked.min(0), stacked.max(0), color=colours[label], alpha=0.15)
+                bc = runs_by_setting[setting].get("BC")
+                if bc:
+                    axis.axhline(float(np.mean([run.final for run in bc])), color="grey", linestyle=":", label="BC")
+                axis.set_title(setting, fontsize=9)
+                axis.set_xlabel("agent steps (incl. AILBoost's collection)" if axis_name == "steps"
+                                else "SAC updates")
+                axis.set_ylabel("expert-normalised score")
+            row[0].legend(fontsize=7)
         figure.tight_layout()
-        figure.savefig(folder / "curves.png", dpi=120)
+        figure.savefig(folder / "curves.png", dpi=110)
         plt.close(figure)
-        lines += ["", "![learning curves: mean over seeds, band = min..max](curves.png)", ""]
+        lines += ["![learning curves against agent steps and against SAC updates: mean over seeds, band = "
+                  "min..max](curves.png)", ""]
+        figure, axes = plt.subplots(len(settings), len(DIAGNOSTICS), figsize=(3.3 * len(DIAGNOSTICS),
+                                    2.8 * len(settings)), squeeze=False)
+        for row, setting in zip(axes, settings, strict=True):
+            for axis, name in zip(row, DIAGNOSTICS, strict=True):
+                for label, runs in runs_by_setting[setting].items():
+                    for index, run in enumerate(runs):
+                        if name in run.diagnostics and "mixture" not in label:
+                            steps, values = run.diagnostics[name]
+                            axis.plot(steps, values, color=colours[label], alpha=0.6, linewidth=0.8,
+                                      label=label if index == 0 else None)
+                axis.set_title(f"{setting}\n{name}", fontsize=8)
+                axis.set_xlabel("agent steps", fontsize=8)
+                if name == "train/alpha":
+                    axis.set_yscale("log")
+            if row[0].get_legend_handles_labels()[0]:
+                row[0].legend(fontsize=6)
+        figure.tight_layout()
+        figure.savefig(folder / "diagnostics.png", dpi=100)
+        plt.close(figure)
+        lines += ["Diagnostics, one line per run: the SAC temperature; the discriminator's loss and gradient "
+                  "penalty (on its training batches); *reward gap*: the current discriminator's mean reward on "
+                  "the demonstrations minus on the learner's newest 1,000 replay rows (what separates expert from "
+                  "learner now); the imitation reward of the SAC minibatch.", "",
+                  "![diagnostics](diagnostics.png)", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

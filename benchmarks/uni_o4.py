@@ -27,13 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, iqm_summary, peak_memory_mb, recorded_sweep, write_result
+from common import RESULTS_DIR, iqm_summary, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "uni_o4"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -79,78 +80,164 @@ def _curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
             np.asarray([line["eval/return_mean"] for line in lines], dtype=np.float64))
 
 
+#: The six datasets of the issue's table: medium and medium-replay of each task, mediums first so that
+#: a partial sweep covers every task.
+DATASETS = ("hopper-medium-sac-v5", "walker2d-medium-sac-v5", "halfcheetah-medium-sac-v5",
+            "hopper-medium-replay-sac-v5", "walker2d-medium-replay-sac-v5", "halfcheetah-medium-replay-sac-v5")
+#: Metric prefixes kept in the committed per-run records: the evaluations, AM-Q's scores with the true
+#: returns and survival it is checked against, and the critic, dynamics, BC and offline PPO diagnostics.
+KEEP = ("eval/", "offline/", "ope/", "critic/", "dynamics/", "bc/", "ppo/")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+",
-                        default=["hopper-medium-sac-v5", "hopper-medium-replay-sac-v5", "walker2d-medium-sac-v5"])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--online-steps", type=int, default=100_000)
+    parser.add_argument("--online-steps", type=int, default=100_000,
+                        help="env steps of Uni-O4's fine-tuning and of PPO from scratch (0: offline only)")
+    parser.add_argument("--final-eval-episodes", type=int, default=50, help="episodes of each run's final score")
+    parser.add_argument("--ope-true-episodes", type=int, default=2,
+                        help="real episodes per member at every AM-Q round (AM-Q's fidelity)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
     references = ensure_datasets(arguments.datasets, arguments.preset)
     envs = sorted({_env_of(name) for name in arguments.datasets})
 
-    keep = ("eval/return_mean",)
-    baselines = recorded_sweep(f"{NAME}/baselines", {
-        "name": f"{NAME}-baselines", "output": f"benchmarks/runs/{NAME}/baselines", "algorithm": ["bc", "iql"],
-        "dataset": arguments.datasets, "preset": arguments.preset, "seeds": arguments.seeds,
-    }, keep=keep, workers=arguments.workers)
-    uni_o4 = recorded_sweep(f"{NAME}/uni-o4", {
-        "name": f"{NAME}-uni-o4", "output": f"benchmarks/runs/{NAME}/uni-o4", "algorithm": "uni-o4",
-        "dataset": arguments.datasets, "preset": arguments.preset, "seeds": arguments.seeds,
-        "overrides": {"online_steps": arguments.online_steps, "online_eval_interval": 10_000},
-    }, keep=keep, workers=arguments.workers, extra_metrics=("online",))
-    scratch = recorded_sweep(f"{NAME}/scratch", {
-        "name": f"{NAME}-scratch", "output": f"benchmarks/runs/{NAME}/scratch", "algorithm": "ppo", "env": envs,
-        "preset": arguments.preset, "seeds": arguments.seeds,
-        "overrides": {"total_steps": arguments.online_steps, "eval_interval": 10_000},
-    }, keep=keep, workers=arguments.workers)
+    def baselines_spec(datasets: Sequence[str]) -> dict[str, Any]:
+        return {"name": f"{NAME}-baselines", "output": f"benchmarks/runs/{NAME}/baselines", "algorithm": ["bc", "iql"],
+                "dataset": list(datasets), "preset": arguments.preset, "seeds": arguments.seeds,
+                "overrides": {"final_eval_episodes": arguments.final_eval_episodes}}
 
-    from hybridrl.experiments.spec import expand_sweep
+    def uni_o4_spec(datasets: Sequence[str]) -> dict[str, Any]:
+        overrides: dict[str, Any] = {"final_eval_episodes": arguments.final_eval_episodes,
+                                     "ope_true_episodes": arguments.ope_true_episodes}
+        if arguments.online_steps:
+            overrides.update(online_steps=arguments.online_steps, online_eval_interval=10_000)
+        else:
+            overrides["phase"] = "offline"
+        return {"name": f"{NAME}-uni-o4", "output": f"benchmarks/runs/{NAME}/uni-o4", "algorithm": "uni-o4",
+                "dataset": list(datasets), "preset": arguments.preset, "seeds": arguments.seeds,
+                "overrides": overrides}
+
+    # Dataset by dataset, so that an interrupted sweep leaves whole rows of the table.
+    for dataset in arguments.datasets:
+        sweep_or_records(f"{NAME}/baselines", baselines_spec([dataset]), KEEP, arguments.workers,
+                         arguments.report_only)
+        sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec([dataset]), KEEP, arguments.workers, arguments.report_only,
+                         extra_metrics=("online",))
+    scratch = None
+    if arguments.online_steps:
+        scratch = sweep_or_records(f"{NAME}/scratch", {
+            "name": f"{NAME}-scratch", "output": f"benchmarks/runs/{NAME}/scratch", "algorithm": "ppo", "env": envs,
+            "preset": arguments.preset, "seeds": arguments.seeds,
+            "overrides": {"total_steps": arguments.online_steps, "eval_interval": 10_000},
+        }, ("eval/return_mean",), arguments.workers, arguments.report_only)
+
+    from hybridrl.experiments.spec import expand_sweep, load_sweep_spec
     from hybridrl.runs import is_finished
 
     offline_scores: dict[str, dict[str, list[float]]] = {name: {} for name in arguments.datasets}
+    fidelity: dict[str, dict[str, list[float]]] = {name: {} for name in arguments.datasets}
+    amq_points: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     wall: dict[str, list[float]] = {}
-    for run in [*expand_sweep(baselines), *expand_sweep(uni_o4)]:
+    runs = [*expand_sweep(load_sweep_spec(baselines_spec(arguments.datasets))),
+            *expand_sweep(load_sweep_spec(uni_o4_spec(arguments.datasets)))]
+    for run in runs:
         if not is_finished(run.run_dir):
             continue
         final = json.loads((run.run_dir / "final.json").read_text())
         reference = references[run.task]
-        key = "offline/eval/return_mean" if run.algorithm == "uni-o4" else "eval/return_mean"
-        offline_scores[run.task].setdefault(run.algorithm, []).append(float(_normalize(final[key], reference)))
-        wall.setdefault(run.algorithm, []).append(float(final.get("offline/wall_time_s", final.get("wall_time_s", 0))))
-        if run.algorithm == "uni-o4":
+        scores = offline_scores[run.task]
+        if run.algorithm != "uni-o4":
+            scores.setdefault(run.algorithm, []).append(float(_normalize(final["eval/return_mean"], reference)))
+            wall.setdefault(run.algorithm, []).append(float(final.get("wall_time_s", 0.0)))
+            continue
+        scores.setdefault("uni-o4", []).append(float(_normalize(final["offline/eval/return_mean"], reference)))
+        if "offline/bc_normalized_score" in final:
+            scores.setdefault("uni-o4 bc start", []).append(float(final["offline/bc_normalized_score"]))
+        if "offline/data_normalized_score" in final:
+            scores.setdefault("data", []).append(float(final["offline/data_normalized_score"]))
+        for name in ("pooled", "within_rounds", "over_time"):
+            if f"offline/ope_spearman_{name}" in final:
+                fidelity[run.task].setdefault(name, []).append(float(final[f"offline/ope_spearman_{name}"]))
+        amq_points.setdefault(run.task, []).append(_amq_and_true_returns(run.run_dir, reference))
+        wall.setdefault("uni-o4", []).append(float(final.get("offline/wall_time_s", 0.0)))
+        if arguments.online_steps and (run.run_dir / "online").is_dir():
             steps, returns = _curve(run.run_dir / "online")
             curves.setdefault(run.task, {}).setdefault("uni-o4", []).append((steps, _normalize(returns, reference)))
-    for run in expand_sweep(scratch):
+    for run in expand_sweep(scratch) if scratch is not None else []:
         if not is_finished(run.run_dir):
             continue
         steps, returns = _curve(run.run_dir)
         for dataset in arguments.datasets:
             if _env_of(dataset) == run.task:
-                scores = _normalize(np.concatenate([[np.nan], returns]), references[dataset])
-                curves.setdefault(dataset, {}).setdefault("ppo", []).append((np.concatenate([[0.0], steps]), scores))
+                normalized = _normalize(np.concatenate([[np.nan], returns]), references[dataset])
+                steps_from_zero = np.concatenate([[0.0], steps])
+                curves.setdefault(dataset, {}).setdefault("ppo", []).append((steps_from_zero, normalized))
 
     offline_table = {dataset: {method: iqm_summary(values) for method, values in methods.items()}
-                     for dataset, methods in offline_scores.items()}
+                     for dataset, methods in offline_scores.items() if methods}
+    comparisons = {dataset: _comparisons(methods) for dataset, methods in offline_table.items()}
+    fidelity_table = {dataset: {name: _mean_and_values(values) for name, values in entry.items()}
+                      for dataset, entry in fidelity.items() if entry}
     online_table = {dataset: _online_summary(methods) for dataset, methods in curves.items()}
-    report = write_report(offline_table, online_table, curves, RESULTS_DIR / NAME / "report", arguments)
+    report = write_report(offline_table, comparisons, fidelity_table, amq_points, online_table, curves,
+                          RESULTS_DIR / NAME / "report", arguments)
     write_result(NAME, list(range(arguments.seeds)), {
         "benchmark": NAME,
         "datasets": arguments.datasets,
         "preset": arguments.preset,
         "online_steps": arguments.online_steps,
+        "final_eval_episodes": arguments.final_eval_episodes,
+        "ope_true_episodes": arguments.ope_true_episodes,
         "reference_returns": {name: list(value) for name, value in references.items()},
         "offline_normalized_score": offline_table,
+        "offline_comparisons": comparisons,
+        "amq_rank_correlation": fidelity_table,
         "online": online_table,
         "mean_offline_wall_time_s": {method: float(np.mean(values)) for method, values in wall.items()},
         "report": str(report.relative_to(REPOSITORY)),
         "paper": PAPER,
         "peak_memory_mb": peak_memory_mb(),
     })
+
+
+def _amq_and_true_returns(run_dir: Path, reference: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Every member-round's AM-Q score and normalised true return of a run (empty without --ope-true-episodes)."""
+    from hybridrl.core.logging import read_metrics
+
+    scores, returns = [], []
+    for line in read_metrics(run_dir):
+        members = sorted(int(key.rsplit("_", 1)[1]) for key in line if key.startswith("ope/true_return_"))
+        scores += [line[f"ope/score_{index}"] for index in members]
+        returns += [line[f"ope/true_return_{index}"] for index in members]
+    return np.asarray(scores, dtype=np.float64), _normalize(np.asarray(returns), reference)
+
+
+def _mean_and_values(values: list[float]) -> dict[str, Any]:
+    finite = [value for value in values if np.isfinite(value)]
+    return {"mean": float(np.mean(finite)) if finite else float("nan"), "seeds": len(values),
+            "values": [round(value, 3) for value in values]}
+
+
+def _comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Plain verdicts from the IQM intervals: Uni-O4 against its own BC start, the BC baseline and IQL."""
+    def verdict(first: str, second: str) -> str:
+        a, b = methods.get(first), methods.get(second)
+        if a is None or b is None:
+            return "not run"
+        if a["iqm_low"] > b["iqm_high"]:
+            return f"{first} > {second} (intervals apart)"
+        if a["iqm_high"] < b["iqm_low"]:
+            return f"{first} < {second} (intervals apart)"
+        return f"{first} {'≥' if a['iqm'] >= b['iqm'] else '<'} {second} by IQM, intervals overlap"
+
+    return {"uni-o4 vs its bc start": verdict("uni-o4", "uni-o4 bc start"), "uni-o4 vs bc": verdict("uni-o4", "bc"),
+            "uni-o4 vs iql": verdict("uni-o4", "iql")}
 
 
 def _env_of(dataset: str) -> str:
@@ -180,9 +267,11 @@ def _online_summary(methods: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> 
     return summary
 
 
-def write_report(offline: dict[str, Any], online: dict[str, Any], curves: dict[str, Any], folder: Path,
-                 arguments: argparse.Namespace) -> Path:
-    """report.md with the offline and online tables and a figure of the fine-tuning curves."""
+def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity: dict[str, Any],
+                 amq_points: dict[str, list[tuple[np.ndarray, np.ndarray]]], online: dict[str, Any],
+                 curves: dict[str, Any], folder: Path, arguments: argparse.Namespace) -> Path:
+    """report.md: the offline table with its verdicts, AM-Q's rank correlation with true return (and its
+    scatter), the online table and the fine-tuning curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,44 +279,86 @@ def write_report(offline: dict[str, Any], online: dict[str, Any], curves: dict[s
 
     folder.mkdir(parents=True, exist_ok=True)
 
-    def cell(entry: dict[str, float] | None) -> str:
+    def cell(entry: dict[str, Any] | None) -> str:
         if entry is None:
             return "–"
-        return f"{entry['iqm']:.1f} [{entry['iqm_low']:.1f}, {entry['iqm_high']:.1f}] (mean {entry['mean']:.1f})"
+        return (f"{entry['iqm']:.1f} [{entry['iqm_low']:.1f}, {entry['iqm_high']:.1f}] "
+                f"(mean {entry['mean']:.1f}, n={entry['seeds']})")
 
+    columns = ("data", "bc", "iql", "uni-o4 bc start", "uni-o4")
     lines = [f"# Uni-O4 at `{arguments.preset}` scale", "",
              f"Seeds: {arguments.seeds}. Scores: normalised with each dataset's measured random and expert returns "
-             "(0 = random, 100 = expert); IQM over seeds with a 95% bootstrap interval. Generated by "
+             "(0 = random, 100 = expert); each run's score is its final evaluation over "
+             f"{arguments.final_eval_episodes} episodes; IQM over seeds with a 95% bootstrap interval. *data*: the "
+             "dataset's own episodes; *uni-o4 bc start*: Uni-O4's BC ensemble before offline PPO (its last "
+             "10-episode evaluation). Generated by "
              "`python benchmarks/uni_o4.py`.", "", "## Offline", "",
-             "| dataset | BC | IQL | Uni-O4 |", "|---|---|---|---|"]
+             "| dataset | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for dataset, methods in offline.items():
-        lines.append(f"| {dataset} | " + " | ".join(cell(methods.get(m)) for m in ("bc", "iql", "uni-o4")) + " |")
-    lines += ["", f"## Online fine-tuning ({arguments.online_steps:,} env steps)", "",
-              "| dataset | method | before fine-tuning | lowest in first quarter | final | average over the curve |",
-              "|---|---|---|---|---|---|"]
-    for dataset, methods in online.items():
-        for method, entry in methods.items():
-            lines.append(f"| {dataset} | {method} | {cell(entry['start'])} | {cell(entry['lowest_in_first_quarter'])} "
-                         f"| {cell(entry['final'])} | {cell(entry['auc'])} |")
-    figure, axes = plt.subplots(1, max(len(curves), 1), figsize=(4.4 * max(len(curves), 1), 3.3), squeeze=False)
-    for axis, (dataset, methods) in zip(axes[0], curves.items(), strict=False):
-        for method, runs in methods.items():
-            grid = runs[0][0]
-            stacked = np.stack([np.interp(grid, steps, scores) for steps, scores in runs])
-            mean = np.nanmean(stacked, axis=0)
-            low, high = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
-            axis.plot(grid, mean, label=method)
-            axis.fill_between(grid, low, high, alpha=0.2)
-        axis.set_title(dataset)
-        axis.set_xlabel("environment steps")
-        axis.set_ylabel("normalised score")
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(folder / "online.png", dpi=120)
-    plt.close(figure)
-    lines += ["", "![online fine-tuning: mean over seeds, band = min..max](online.png)", ""]
+        lines.append(f"| {dataset} | " + " | ".join(cell(methods.get(m)) for m in columns) + " |")
+    lines += ["", "| dataset | Uni-O4 vs its BC start | Uni-O4 vs BC | Uni-O4 vs IQL (the paper: Uni-O4 > IQL) |",
+              "|---|---|---|---|"]
+    lines += [f"| {dataset} | {entry['uni-o4 vs its bc start']} | {entry['uni-o4 vs bc']} | {entry['uni-o4 vs iql']} |"
+              for dataset, entry in comparisons.items()]
+    if fidelity:
+        lines += ["", "## AM-Q against the true return", "",
+                  "At every AM-Q round each member's offline policy is also run for "
+                  f"{arguments.ope_true_episodes} real episodes. Spearman rank correlation of AM-Q with the true "
+                  "return, mean over seeds: pooled over every member-round, across members within a round, and "
+                  "over time within a member.", "",
+                  "| dataset | pooled | within rounds | over time | seeds |", "|---|---|---|---|---|"]
+        for dataset, entry in fidelity.items():
+            values = [f"{entry[name]['mean']:+.2f}" if name in entry else "–"
+                      for name in ("pooled", "within_rounds", "over_time")]
+            seeds = max(item["seeds"] for item in entry.values())
+            lines.append(f"| {dataset} | " + " | ".join(values) + f" | {seeds} |")
+        populated = {dataset: runs for dataset, runs in amq_points.items() if any(len(x) for x, _ in runs)}
+        if populated:
+            figure, axes = plt.subplots(1, len(populated), figsize=(3.8 * len(populated), 3.3), squeeze=False)
+            for axis, (dataset, runs) in zip(axes[0], populated.items(), strict=False):
+                for seed, (scores, returns) in enumerate(runs):
+                    axis.scatter(scores, returns, s=6, alpha=0.5, label=f"run {seed}")
+                axis.set_title(dataset, fontsize=9)
+                axis.set_xlabel("AM-Q score")
+                axis.set_ylabel("true normalised return")
+            figure.tight_layout()
+            figure.savefig(folder / "amq_vs_true.png", dpi=110)
+            plt.close(figure)
+            lines += ["", "![AM-Q score against true return, every member at every round, one colour per run]"
+                          "(amq_vs_true.png)"]
+    if online:
+        lines += ["", f"## Online fine-tuning ({arguments.online_steps:,} env steps)", "",
+                  "| dataset | method | before fine-tuning | lowest in first quarter | final "
+                  "| average over the curve |",
+                  "|---|---|---|---|---|---|"]
+        for dataset, methods in online.items():
+            for method, entry in methods.items():
+                lines.append(f"| {dataset} | {method} | {cell(entry['start'])} | "
+                             f"{cell(entry['lowest_in_first_quarter'])} | {cell(entry['final'])} "
+                             f"| {cell(entry['auc'])} |")
+        figure, axes = plt.subplots(1, len(curves), figsize=(4.4 * len(curves), 3.3), squeeze=False)
+        for axis, (dataset, methods) in zip(axes[0], curves.items(), strict=False):
+            for method, runs in methods.items():
+                grid = runs[0][0]
+                stacked = np.stack([np.interp(grid, steps, scores) for steps, scores in runs])
+                with warnings.catch_warnings():  # PPO from scratch has no score before its first step
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean, low, high = (np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0))
+                axis.plot(grid, mean, label=f"{method} (n={len(runs)})")
+                axis.fill_between(grid, low, high, alpha=0.2)
+            level = offline.get(dataset, {}).get("data")
+            if level is not None:
+                axis.axhline(level["mean"], color="grey", linestyle=":", label="data")
+            axis.set_title(dataset, fontsize=9)
+            axis.set_xlabel("environment steps")
+            axis.set_ylabel("normalised score")
+            axis.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(folder / "online.png", dpi=110)
+        plt.close(figure)
+        lines += ["", "![online fine-tuning: mean over seeds, band = min..max](online.png)", ""]
     path = folder / "report.md"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 

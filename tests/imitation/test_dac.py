@@ -92,6 +92,25 @@ def test_smoke_run_finishes_with_a_demonstrator_normalised_score(dac_runs: dict[
     assert final["eval/normalized_score"] == pytest.approx(trainer.demos.normalized_score(final["eval/return_mean"]))
     logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("discriminator/loss" in entry and "train/imitation_reward" in entry for entry in logged)
+    # What the learner is paid now, on the demonstrations and on its newest data, in D's range [-1, 1].
+    paid = [entry for entry in logged if "discriminator/newest_data_reward" in entry]
+    assert paid and all(-1.0 <= entry[name] <= 1.0 for entry in paid
+                        for name in ("discriminator/newest_data_reward", "discriminator/demos_reward"))
+
+
+def test_newest_data_reward_is_the_discriminator_on_the_last_rows(dac_runs: dict[str, RecordedRun]) -> None:
+    from hybridrl.imitation.discriminator import discriminator_reward
+
+    trainer = dac_runs["fresh"].trainer
+    rows = _stored_rows(trainer)
+    params = trainer.discriminator_state.params
+    newest = discriminator_reward(trainer.discriminator, params, rows["observations"][-trainer.newest_rows:],
+                                  rows["actions"][-trainer.newest_rows:])
+    demos = discriminator_reward(trainer.discriminator, params, trainer.demos.transitions.observations,
+                                 trainer.demos.transitions.actions)
+    scalars = trainer.log_scalars()
+    assert scalars["discriminator/newest_data_reward"] == pytest.approx(float(np.mean(newest)), rel=1e-5, abs=1e-6)
+    assert scalars["discriminator/demos_reward"] == pytest.approx(float(np.mean(demos)), rel=1e-5, abs=1e-6)
 
 
 def test_stale_mode_stores_the_discriminator_reward_of_storage_time(dac_runs: dict[str, RecordedRun]) -> None:

@@ -94,3 +94,25 @@ def test_only_runs_that_differ_in_their_seed_train_together(tmp_path: Path) -> N
         common.train_seeds(BCTrainer, configs, runs.seed_run_dirs(tmp_path, SEEDS))
     with pytest.raises(ConfigError, match="distinct"):
         runs.train_seeds("bc", [1, 1], preset="smoke", run_dir=tmp_path)
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_the_final_evaluation_uses_its_own_episode_count(tmp_path: Path) -> None:
+    from hybridrl.core.logging import read_metrics
+
+    spec = get_algorithm("bc")
+    # The smoke preset evaluates only at the end, with one episode; the final evaluation asks for three.
+    config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=1, final_eval_episodes=3)
+    run = runs.start(spec, config, tmp_path / "run")
+    evaluations = [line for line in read_metrics(run.run_dir) if "eval/return_mean" in line]
+    assert evaluations[-1]["step"] == run.final["step"]
+    assert run.final["eval/return_mean"] == evaluations[-1]["eval/return_mean"]
+    trainer = BCTrainer(config, run.run_dir)
+    try:
+        trainer.load_checkpoint(run.run_dir / "checkpoint.ckpt")
+        by_hand = trainer.evaluate(3)
+    finally:
+        trainer.close()
+    assert by_hand["eval/return_mean"] == run.final["eval/return_mean"]
+    with pytest.raises(ConfigError, match="--final-eval-episodes"):
+        runs.train("bc", preset="smoke", dataset="hopper-medium-v5", final_eval_episodes=-1, run_dir=tmp_path / "bad")

@@ -233,6 +233,27 @@ class AdversarialImitationTrainer(SACTrainer):
         self.num_updates += num_updates
         self.refresh_host_actor()
 
+    #: Replay rows (the newest) that ``discriminator/newest_data_reward`` is measured on.
+    newest_rows = 1_000
+
+    def log_scalars(self) -> dict[str, float]:
+        """SAC's metrics plus what the learner is paid now: the current discriminator's mean reward on
+        the demonstrations and on the learner's newest ``newest_rows`` replay rows (the discriminator's
+        own metrics see its training batches instead: the whole history, or AILBoost's mixture)."""
+        scalars = super().log_scalars()
+        size, position = int(self.buffer.size), int(self.buffer.position)
+        if size > 0:
+            # The replay is a ring: the newest rows are the ones just before the write position.
+            rows = (position - 1 - np.arange(min(self.newest_rows, size))) % self.buffer.capacity
+            replay = self.buffer.transitions
+            params = self.discriminator_state.params
+            newest = discriminator_reward(self.discriminator, params, replay.observations[rows], replay.actions[rows])
+            demos = discriminator_reward(self.discriminator, params, self.demos.transitions.observations,
+                                         self.demos.transitions.actions)
+            scalars["discriminator/newest_data_reward"] = float(newest.mean())
+            scalars["discriminator/demos_reward"] = float(demos.mean())
+        return scalars
+
     def with_score(self, result: dict[str, float], prefix: str = "eval/") -> dict[str, float]:
         """Add the demonstrator-normalised score of ``result``'s mean return."""
         score = self.demos.normalized_score(result[f"{prefix}return_mean"])

@@ -62,6 +62,9 @@ class OfflineConfig:
     """Evaluate in the environment every this many gradient steps (0: only at the end)."""
     eval_episodes: int = 10
     """Deterministic (mean-action) episodes per evaluation."""
+    final_eval_episodes: int = 0
+    """Episodes of the evaluation at the end, whose score is the run's result (0: ``eval_episodes``);
+    benchmarks use 50, as papers do, without paying for it at every interval."""
     checkpoint_interval: int = 10_000
     """Checkpoint every this many gradient steps (and at every stage boundary and the end)."""
     log_interval: int = 1_000
@@ -76,7 +79,7 @@ class OfflineConfig:
         for name in ("eval_episodes", "log_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("eval_interval", "checkpoint_interval", "max_episodes"):
+        for name in ("eval_interval", "checkpoint_interval", "max_episodes", "final_eval_episodes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.env:
@@ -304,9 +307,10 @@ class OfflineTrainer:
         """
         return train_in_lockstep([self], lambda stage, steps: [stage.run_chunk(steps)], stop_at_step)[0]
 
-    def evaluate_and_log(self, logger: RunLogger) -> None:
-        """Evaluate with ``eval_episodes`` episodes and log the result at the current step."""
-        self.last_eval, self.last_eval_step = self.evaluate(self.config.eval_episodes), self.step
+    def evaluate_and_log(self, logger: RunLogger, episodes: int | None = None) -> None:
+        """Evaluate with ``episodes`` (default ``eval_episodes``) episodes and log the result at the current step."""
+        self.last_eval = self.evaluate(episodes or self.config.eval_episodes)
+        self.last_eval_step = self.step
         logger.log(self.step, self.last_eval)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -376,8 +380,9 @@ def train_in_lockstep(trainers: Sequence[OfflineTrainer],
             stage_start = stage_end
         for trainer, logger in runs:
             trainer.after_stages()
-            if trainer.last_eval_step != trainer.step:
-                trainer.evaluate_and_log(logger)
+            final_episodes = trainer.config.final_eval_episodes
+            if trainer.last_eval_step != trainer.step or final_episodes:
+                trainer.evaluate_and_log(logger, final_episodes or None)
                 trainer.save_checkpoint()
     finally:
         for logger in loggers:
