@@ -12,14 +12,20 @@ committed records of the legacy PPO-made datasets (`hopper-medium-v5` ...) stay 
 pass them with `--datasets` to reproduce those.
 
 Three sweeps, resumable and recorded (run directories in benchmarks/runs/uni_o4/, not
-committed; records in benchmarks/results/uni_o4/{baselines,uni-o4,scratch}/runs/):
+committed; records in benchmarks/results/uni_o4/{baselines,uni-o4,scratch}/runs/, keeping every
+evaluation and the `ope/`, `critic/`, `dynamics/`, `bc/` and `ppo/` diagnostics):
 
 * baselines: bc and iql on every dataset, `--seeds` seeds;
-* uni-o4: both phases (offline, then `--online-steps` of fine-tuning) on every dataset;
+* uni-o4: both phases (offline, then `--online-steps` of fine-tuning) on every dataset, with every
+  member's true return measured at each AM-Q round (`--ope-true-episodes`), so the report gives
+  AM-Q's rank correlation with the true return per dataset;
 * scratch: PPO (its `cpu` preset, our tuned from-scratch settings) for the same online budget on
   each dataset's environment.
 
-    python benchmarks/uni_o4.py --seeds 3 --workers 2
+Baselines and Uni-O4 run dataset by dataset (mediums first), so an interrupted sweep leaves whole
+rows. Each run's score is its final evaluation over `--final-eval-episodes` (50) episodes.
+
+    python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch] [--report-only]
 """
 
 from __future__ import annotations
@@ -101,8 +107,14 @@ def main() -> None:
                         help="real episodes per member at every AM-Q round (AM-Q's fidelity)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
+    parser.add_argument("--only", nargs="+", choices=("baselines", "uni-o4", "scratch"), default=None,
+                        help="run only these sweeps (the others are summarised as they are)")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
+
+    def skip(sweep: str) -> bool:
+        return arguments.report_only or (arguments.only is not None and sweep not in arguments.only)
+
     references = ensure_datasets(arguments.datasets, arguments.preset)
     envs = sorted({_env_of(name) for name in arguments.datasets})
 
@@ -124,9 +136,8 @@ def main() -> None:
 
     # Dataset by dataset, so that an interrupted sweep leaves whole rows of the table.
     for dataset in arguments.datasets:
-        sweep_or_records(f"{NAME}/baselines", baselines_spec([dataset]), KEEP, arguments.workers,
-                         arguments.report_only)
-        sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec([dataset]), KEEP, arguments.workers, arguments.report_only,
+        sweep_or_records(f"{NAME}/baselines", baselines_spec([dataset]), KEEP, arguments.workers, skip("baselines"))
+        sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec([dataset]), KEEP, arguments.workers, skip("uni-o4"),
                          extra_metrics=("online",))
     scratch = None
     if arguments.online_steps:
@@ -134,7 +145,7 @@ def main() -> None:
             "name": f"{NAME}-scratch", "output": f"benchmarks/runs/{NAME}/scratch", "algorithm": "ppo", "env": envs,
             "preset": arguments.preset, "seeds": arguments.seeds,
             "overrides": {"total_steps": arguments.online_steps, "eval_interval": 10_000},
-        }, ("eval/return_mean",), arguments.workers, arguments.report_only)
+        }, ("eval/return_mean",), arguments.workers, skip("scratch"))
 
     from hybridrl.experiments.spec import expand_sweep, load_sweep_spec
     from hybridrl.runs import is_finished

@@ -101,11 +101,11 @@ def test_the_final_evaluation_uses_its_own_episode_count(tmp_path: Path) -> None
     from hybridrl.core.logging import read_metrics
 
     spec = get_algorithm("bc")
-    # The smoke preset evaluates only at the end, with one episode; the final evaluation asks for three.
-    config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=1, final_eval_episodes=3)
+    # One episode per evaluation (every 100 of 200 steps); the final evaluation asks for three.
+    config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=1, eval_interval=100, final_eval_episodes=3)
     run = runs.start(spec, config, tmp_path / "run")
     evaluations = [line for line in read_metrics(run.run_dir) if "eval/return_mean" in line]
-    assert evaluations[-1]["step"] == run.final["step"]
+    assert [line["step"] for line in evaluations].count(run.final["step"]) == 1  # not also a 1-episode one
     assert run.final["eval/return_mean"] == evaluations[-1]["eval/return_mean"]
     trainer = BCTrainer(config, run.run_dir)
     try:

@@ -370,7 +370,9 @@ def train_in_lockstep(trainers: Sequence[OfflineTrainer],
                     trainer.elapsed = logger.elapsed
                     logger.log(step, {f"{stage.name}/{name}" if "/" not in name else name: value
                                       for name, value in run_scalars.items()})
-                    if stage.evaluate and interval_crossed(previous, step, config.eval_interval):
+                    # The last step's evaluation is the final one, with its own episode count.
+                    final_step = step == total and config.final_eval_episodes > 0
+                    if stage.evaluate and interval_crossed(previous, step, config.eval_interval) and not final_step:
                         trainer.evaluate_and_log(logger)
                     if checkpoint:
                         trainer.save_checkpoint()
