@@ -13,7 +13,9 @@ never reaches truncates training. Each fitted model is then judged the way AM-Q 
   capped at the same horizon. A model that ends episodes too early (or never) misleads AM-Q's Q sums.
 
 Training with a larger cap is the same run as with a smaller one up to the smaller cap (same key,
-deterministic), so the caps measure one training run at several lengths.
+deterministic), so the caps measure one training run at several lengths; `--survival-every N`
+measures the survival every N steps of the same run as well (the model training would return if it
+stopped there).
 
     python benchmarks/dynamics_fidelity.py [--datasets hopper-medium-sac-v5 ...] [--caps 10000 150000]
 
@@ -87,7 +89,7 @@ def real_survival(env_id: str, act: Any, episodes: int, horizon: int, seed: int)
 
 
 def measure(dataset_name: str, architecture: str, cap: int, horizon: int, start_states: int,
-            real_episodes: int) -> dict[str, Any]:
+            real_episodes: int, survival_every: int = 0) -> dict[str, Any]:
     import jax
 
     from hybridrl.data import load_dataset
@@ -99,15 +101,7 @@ def measure(dataset_name: str, architecture: str, cap: int, horizon: int, start_
     env_id = parse_dataset_name(dataset_name)[2]
     raw = dataset.transitions
     settings = dynamics.DynamicsSettings(**ARCHITECTURES[architecture], max_steps=cap)
-    curve: list[dict[str, float]] = []
-    started = time.perf_counter()
-    state, metrics = dynamics.train_dynamics(
-        raw.observations, raw.actions, raw.rewards, raw.next_observations, settings, jax.random.key(0),
-        log=lambda step, values: curve.append({"step": step, **{name.split("/")[1]: round(value, 6)
-                                                                for name, value in values.items()}}))
-    train_s = time.perf_counter() - started
     model = dynamics.make_dynamics_model(settings, raw.observations.shape[1], raw.actions.shape[1])
-
     policies = BehaviourPolicies.load(behaviour_folder(env_id, "cpu", 0, learner="sac"))
     env = make_env(env_id)
     bound = policies.medium.bind(env.action_space)
@@ -119,7 +113,27 @@ def measure(dataset_name: str, architecture: str, cap: int, horizon: int, start_
     rng = np.random.default_rng(0)
     starts = dataset.episode_starts[:-1]
     chosen = starts[rng.choice(len(starts), size=min(start_states, len(starts)), replace=False)]
-    in_model = model_survival(state, model, env_id, np.asarray(raw.observations)[chosen], act, horizon, seed=0)
+    start_observations = np.asarray(raw.observations)[chosen]
+
+    # Survival along the way (with --survival-every): the model training would return at that step.
+    along_the_way: list[dict[str, float]] = []
+
+    def on_check(step: int, state: Any) -> None:
+        if survival_every and step % survival_every == 0 and step < cap:
+            survival = model_survival(state, model, env_id, start_observations, act, horizon, seed=0)
+            elites = np.asarray(state.elites)
+            along_the_way.append({"step": step, "holdout_mse": float(np.asarray(state.holdout_mse)[elites].mean()),
+                                  "model_survival_mean": float(survival.mean())})
+
+    curve: list[dict[str, float]] = []
+    started = time.perf_counter()
+    state, metrics = dynamics.train_dynamics(
+        raw.observations, raw.actions, raw.rewards, raw.next_observations, settings, jax.random.key(0),
+        log=lambda step, values: curve.append({"step": step, **{name.split("/")[1]: round(value, 6)
+                                                                for name, value in values.items()}}),
+        on_check=on_check)
+    train_s = time.perf_counter() - started
+    in_model = model_survival(state, model, env_id, start_observations, act, horizon, seed=0)
     in_env = real_survival(env_id, act, real_episodes, horizon, seed=10_000)
     return {"dataset": dataset_name, "architecture": architecture, "cap": cap,
             "steps": int(metrics["dynamics/steps"]), "stopped_early": bool(metrics["dynamics/stopped_early"]),
@@ -128,7 +142,8 @@ def measure(dataset_name: str, architecture: str, cap: int, horizon: int, start_
             "real_survival_mean": float(in_env.mean()),
             "model_survival_quantiles": np.quantile(in_model, [0.1, 0.5, 0.9]).tolist(),
             "real_survival_quantiles": np.quantile(in_env, [0.1, 0.5, 0.9]).tolist(),
-            "start_states": len(chosen), "real_episodes": real_episodes, "curve": curve}
+            "start_states": len(chosen), "real_episodes": real_episodes, "curve": curve,
+            "survival_along_the_way": along_the_way}
 
 
 def main() -> None:
@@ -139,6 +154,8 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=200, help="rollout steps (the cpu preset's AM-Q horizon)")
     parser.add_argument("--start-states", type=int, default=128)
     parser.add_argument("--real-episodes", type=int, default=20)
+    parser.add_argument("--survival-every", type=int, default=0,
+                        help="also measure the model's survival every this many training steps (0: only at the end)")
     arguments = parser.parse_args()
     path = RESULTS_DIR / f"{NAME}.json"
     entries: dict[str, Any] = json.loads(path.read_text())["entries"] if path.is_file() else {}
@@ -148,7 +165,7 @@ def main() -> None:
             if key in entries:
                 continue
             entry = measure(dataset, arguments.architecture, cap, arguments.horizon, arguments.start_states,
-                            arguments.real_episodes)
+                            arguments.real_episodes, arguments.survival_every)
             # Re-read before writing: one process per dataset may share the file (one per core).
             entries = {**(json.loads(path.read_text())["entries"] if path.is_file() else {}), key: entry}
             print(f"{key}: {entry['steps']} steps (stopped early: {entry['stopped_early']}), holdout MSE "

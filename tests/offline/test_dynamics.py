@@ -3,9 +3,11 @@ numbers, fitting a linear system, early stopping and elites, model steps, termin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -203,6 +205,20 @@ def test_training_stops_at_max_steps() -> None:
     assert metrics["dynamics/steps"] == 50.0
     assert metrics["dynamics/stopped_early"] == 0.0
     assert metrics["dynamics/holdout_size"] == 40.0
+
+
+def test_on_check_sees_the_model_a_shorter_training_would_return() -> None:
+    data = LinearSystem.random(seed=3).sample(np.random.default_rng(4), 200, NOISE)
+    settings = DynamicsSettings(num_members=2, num_elites=1, hidden_sizes=(8,), eval_every=30, max_steps=60,
+                                batch_size=32)
+    seen: dict[int, Any] = {}
+    state, _ = train_dynamics(*data, settings, jax.random.PRNGKey(0),
+                              on_check=lambda step, model: seen.setdefault(step, model))
+    assert sorted(seen) == [30, 60]
+    shorter, _ = train_dynamics(*data, dataclasses.replace(settings, max_steps=30), jax.random.PRNGKey(0))
+    for expected, actual in ((shorter, seen[30]), (state, seen[60])):
+        for leaf, other in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(actual), strict=True):
+            np.testing.assert_array_equal(np.asarray(leaf), np.asarray(other))
 
 
 def test_state_survives_a_checkpoint_round_trip(trained: TrainedModel, tmp_path: Path) -> None:

@@ -356,6 +356,7 @@ def _as_2d(array: Any, name: str) -> np.ndarray:
 
 def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observations: Any, settings: DynamicsSettings,
                    key: jax.Array, log: Callable[[int, dict[str, float]], None] | None = None,
+                   on_check: Callable[[int, DynamicsState], None] | None = None,
                    ) -> tuple[DynamicsState, dict[str, float]]:
     """Fit the ensemble to a dataset's transitions, with holdout early stopping and elite selection.
 
@@ -371,6 +372,9 @@ def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observati
         (mean per-member loss), ``dynamics/train_nll``, ``dynamics/holdout_mse`` (mean over the
         ``num_elites`` best members now), ``dynamics/best_holdout_mse`` (same, over snapshots) and
         ``dynamics/checks_without_improvement``.
+    :param on_check: called as ``on_check(step, state)`` after every chunk with the model training
+        would return if it stopped there (snapshots and elites so far), e.g. to measure how a
+        model's rollouts change with training length in one run.
     :returns: the trained state and final metrics: ``dynamics/holdout_mse`` (mean over the elites
         of their snapshots' holdout MSE), ``dynamics/holdout_mse_best_member``, ``dynamics/train_loss``,
         ``dynamics/steps``, ``dynamics/holdout_checks``, ``dynamics/stopped_early`` (1 or 0),
@@ -420,6 +424,11 @@ def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observati
     carry = _TrainCarry(params=params, opt_state=_optimizer(settings).init(params), best_params=params,
                         best_holdout_mse=jnp.full((settings.num_members,), jnp.inf, jnp.float32), key=train_key)
 
+    def current_state() -> DynamicsState:
+        elites = jnp.argsort(carry.best_holdout_mse)[: settings.num_elites].astype(jnp.int32)
+        return DynamicsState(params=carry.best_params, input_mean=jnp.asarray(input_mean),
+                             input_std=jnp.asarray(input_std), elites=elites, holdout_mse=carry.best_holdout_mse)
+
     steps = checks = checks_without_improvement = 0
     train_loss = math.nan
     while steps < settings.max_steps and checks_without_improvement < settings.patience:
@@ -436,11 +445,12 @@ def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observati
                         "dynamics/holdout_mse": float(host_metrics["holdout_mse"]),
                         "dynamics/best_holdout_mse": float(host_metrics["best_holdout_mse"]),
                         "dynamics/checks_without_improvement": float(checks_without_improvement)})
+        if on_check is not None:
+            on_check(steps, current_state())
 
     best_holdout_mse = carry.best_holdout_mse
-    elites = jnp.argsort(best_holdout_mse)[: settings.num_elites].astype(jnp.int32)
-    state = DynamicsState(params=carry.best_params, input_mean=jnp.asarray(input_mean),
-                          input_std=jnp.asarray(input_std), elites=elites, holdout_mse=best_holdout_mse)
+    state = current_state()
+    elites = state.elites
     elite_mse = np.asarray(best_holdout_mse)[np.asarray(elites)]
     metrics = {
         "dynamics/holdout_mse": float(elite_mse.mean()),
