@@ -105,6 +105,24 @@ def test_target_kl_stops_epochs_early(tmp_path: Path) -> None:
     assert 0 < metrics["update/minibatch_steps"] < config.update_epochs * config.num_minibatches
 
 
+def test_target_kl_checked_per_minibatch_stops_at_the_first_minibatch_over_it(tmp_path: Path) -> None:
+    # A large step makes every minibatch after the first exceed the KL: the epoch check still takes
+    # the whole first epoch, the minibatch check stops before the second minibatch's step.
+    steps = {}
+    for check in ("epoch", "minibatch"):
+        config = smoke_config(env="CartPole-v1", update_epochs=4, learning_rate=0.5, target_kl=1e-6,
+                              total_steps=256, target_kl_check=check)
+        trainer = PPOTrainer(config, tmp_path / check)
+        try:
+            trainer.collect_rollout()
+            steps[check] = trainer.update()["update/minibatch_steps"]
+        finally:
+            trainer.close()
+    assert steps == {"epoch": config.num_minibatches, "minibatch": 1}
+    with pytest.raises(ConfigError, match="--target-kl-check"):
+        smoke_config(env="CartPole-v1", target_kl_check="step")
+
+
 @pytest.mark.slow
 def test_learns_cartpole(tmp_path: Path) -> None:
     result = runs.train("ppo", preset="cpu", env="CartPole-v1", seed=1, run_dir=tmp_path / "run",

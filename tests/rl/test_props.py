@@ -275,6 +275,26 @@ def test_fixed_target_is_never_updated_and_sampling_error_is_logged(tmp_path: Pa
     assert_trees_equal(jax.device_get(saved["target"].params["policy"]), jax.device_get(state.params["policy"]))
 
 
+def test_fixed_target_std_scale_narrows_the_target_and_nothing_else(tmp_path: Path) -> None:
+    expert = runs.train("ppo", preset="smoke", run_dir=tmp_path / "expert", env="Pendulum-v1")
+    policies = {}
+    for scale in (1.0, math.exp(-1.0)):
+        trainer = PROPSTrainer(smoke_config(env="Pendulum-v1", fixed_target=str(expert.run_dir),
+                                            fixed_target_std_scale=scale), tmp_path / f"scale{scale}")
+        try:
+            policies[scale] = jax.device_get(trainer.state.params["policy"])
+        finally:
+            trainer.close()
+    wide, narrow = policies[1.0], policies[math.exp(-1.0)]
+    np.testing.assert_allclose(narrow["log_std"], wide["log_std"] - 1.0, atol=1e-6)
+    assert_trees_equal({k: v for k, v in narrow.items() if k != "log_std"},
+                       {k: v for k, v in wide.items() if k != "log_std"})
+    with pytest.raises(ConfigError, match="--fixed-target RUN_DIR"):
+        smoke_config(env="Pendulum-v1", fixed_target_std_scale=0.5)
+    with pytest.raises(ConfigError, match="must be positive"):
+        smoke_config(env="Pendulum-v1", fixed_target=str(expert.run_dir), fixed_target_std_scale=0.0)
+
+
 def test_fixed_target_must_match_env_and_network(tmp_path: Path) -> None:
     expert = runs.train("ppo", preset="smoke", run_dir=tmp_path / "expert", env="Pendulum-v1")
     with pytest.raises(ConfigError, match="trained on Pendulum-v1"):

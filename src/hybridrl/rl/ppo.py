@@ -12,7 +12,9 @@ Per iteration:
    ``L = E[max(-A r, -A clip(r, 1-eps, 1+eps))] + c_v L_V - c_e H[pi]``,  ``r = pi(a|s) / pi_old(a|s)``
 
    as one jitted function (epochs and minibatches are ``lax.scan``s), optionally stopping early
-   once the approximate KL ``E[(r - 1) - log r]`` (Schulman's k3 estimator) exceeds ``target_kl``.
+   once the approximate KL ``E[(r - 1) - log r]`` (Schulman's k3 estimator) exceeds ``target_kl``:
+   checked after each epoch on its last minibatch (CleanRL) or, with ``target_kl_check="minibatch"``,
+   on each minibatch before its step (the PROPS code's PPO).
 
 The module reads top-down: config and presets, networks and train state, the loss and the
 jitted update, then the trainer (rollout, logging, evaluation, checkpoints).
@@ -111,6 +113,9 @@ class PPOConfig:
     """Clip the global gradient norm to this."""
     target_kl: float | None = None
     """Stop an update's epochs early once the approximate KL exceeds this (None: never)."""
+    target_kl_check: Literal["epoch", "minibatch"] = "epoch"
+    """When target_kl is checked: after each epoch, on its last minibatch (CleanRL), or on each
+    minibatch before its step, which it then skips (the PROPS code's PPO)."""
     policy_hidden: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the policy."""
     value_hidden: tuple[int, ...] = (64, 64)
@@ -183,6 +188,8 @@ class PPOConfig:
             raise ConfigError(f"--reward-scale must be positive, got {self.reward_scale}")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ConfigError(f"--target-kl must be positive or None, got {self.target_kl}")
+        if self.target_kl_check not in ("epoch", "minibatch"):
+            raise ConfigError(f"--target-kl-check must be epoch or minibatch, got {self.target_kl_check!r}")
         check_env_id(self.env)
 
 
@@ -222,6 +229,7 @@ class UpdateSettings:
     entropy_coef: float
     value_coef: float
     target_kl: float | None
+    target_kl_check: str = "epoch"
 
 
 @struct.dataclass
@@ -361,19 +369,26 @@ def ppo_update(state: PPOTrainState, batch: RolloutBatch, learning_rate: jax.Arr
     def minibatch_step(carry: tuple[Any, Any, jax.Array], minibatch: RolloutBatch) -> tuple[Any, Any]:
         params, opt_state, stopped = carry
 
-        def step(operand: tuple[Any, Any]) -> tuple[Any, Any, dict[str, jax.Array]]:
+        def step(operand: tuple[Any, Any]) -> tuple[Any, Any, dict[str, jax.Array], jax.Array]:
             params, opt_state = operand
             grads, metrics = gradient(params, minibatch)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, metrics
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            if settings.target_kl is None or settings.target_kl_check != "minibatch":
+                return new_params, new_opt_state, metrics, jnp.asarray(False)
+            # The PROPS code's check: this minibatch's KL, before its step, decides whether to take it.
+            exceeded = metrics["loss/approx_kl"] > settings.target_kl
+            keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(exceeded, old, new))
+            return keep(new_params, params), keep(new_opt_state, opt_state), metrics, exceeded
 
-        def skip(operand: tuple[Any, Any]) -> tuple[Any, Any, dict[str, jax.Array]]:
+        def skip(operand: tuple[Any, Any]) -> tuple[Any, Any, dict[str, jax.Array], jax.Array]:
             params, opt_state = operand
             _, metrics = jax.eval_shape(gradient, params, minibatch)
             zeros = jax.tree_util.tree_map(lambda spec: jnp.zeros(spec.shape, spec.dtype), metrics)
-            return params, opt_state, zeros
+            return params, opt_state, zeros, jnp.asarray(False)
 
-        params, opt_state, metrics = jax.lax.cond(stopped, skip, step, (params, opt_state))
+        params, opt_state, metrics, exceeded = jax.lax.cond(stopped, skip, step, (params, opt_state))
+        stopped = stopped | exceeded
         metrics["taken"] = 1.0 - stopped.astype(jnp.float32)
         return (params, opt_state, stopped), metrics
 
@@ -382,7 +397,7 @@ def ppo_update(state: PPOTrainState, batch: RolloutBatch, learning_rate: jax.Arr
         minibatches = jax.tree_util.tree_map(
             lambda leaf: leaf[order].reshape(settings.num_minibatches, minibatch_size, *leaf.shape[1:]), batch)
         (params, opt_state, stopped), metrics = jax.lax.scan(minibatch_step, carry, minibatches)
-        if settings.target_kl is not None:
+        if settings.target_kl is not None and settings.target_kl_check == "epoch":
             # As in CleanRL: the KL of the epoch's last minibatch decides whether to go on.
             stopped = stopped | (metrics["loss/approx_kl"][-1] > settings.target_kl)
         return (params, opt_state, stopped), metrics
@@ -429,7 +444,8 @@ class PPOTrainer:
         self.networks = make_networks(config, self.action_space)
         self.settings = UpdateSettings(config.update_epochs, config.num_minibatches, config.clip_coef,
                                        config.clip_value_loss, config.normalize_advantages,
-                                       config.entropy_coef, config.value_coef, config.target_kl)
+                                       config.entropy_coef, config.value_coef, config.target_kl,
+                                       config.target_kl_check)
         self.state = init_train_state(config, self.networks, self.observation_shape, seeder.jax_key("params"))
         self.rng = seeder.numpy("rollout")
         self.observation_stats = RunningMeanStd(self.observation_shape)

@@ -115,6 +115,9 @@ class PROPSConfig(PPOConfig):
     fixed_target: str | None = None
     """Run directory of a trained ppo run: its policy and (frozen) observation statistics become a fixed
     target that is never updated (the sampling-error experiment)."""
+    fixed_target_std_scale: float = 1.0
+    """Multiply the fixed target's standard deviation by this (its state-independent log-std shifts by
+    its log), e.g. e^-1 or e^-2 to measure how the sampling-error reduction depends on the target's width."""
     sampling_error_interval: int = 0
     """Log the buffer's sampling error KL(pi_D || pi_theta) every this many env steps (0: never)."""
     sampling_error_epochs: int = 2000
@@ -152,6 +155,10 @@ class PROPSConfig(PPOConfig):
                 raise ConfigError("--behaviour-learning-rate and --behaviour-clip-coef must be positive")
             if self.behaviour_target_kl is not None and self.behaviour_target_kl <= 0:
                 raise ConfigError(f"--behaviour-target-kl must be positive or None, got {self.behaviour_target_kl}")
+        if self.fixed_target_std_scale <= 0:
+            raise ConfigError(f"--fixed-target-std-scale must be positive, got {self.fixed_target_std_scale}")
+        if self.fixed_target_std_scale != 1.0 and self.fixed_target is None:
+            raise ConfigError("--fixed-target-std-scale rescales a fixed target: pass --fixed-target RUN_DIR too")
         if self.fixed_target is not None and not (Path(self.fixed_target) / "checkpoint.ckpt").is_file():
             raise ConfigError(f"--fixed-target {self.fixed_target} holds no checkpoint.ckpt; point it at the "
                               "run directory of a trained ppo run")
@@ -522,7 +529,13 @@ class PROPSTrainer(PPOTrainer):
         template = init_train_state(expert, make_networks(expert, self.action_space), self.observation_shape,
                                     jax.random.PRNGKey(0))
         state, host, _, _ = load_checkpoint(run_dir / "checkpoint.ckpt", algorithm="ppo", template=template)
-        self.state = PPOTrainState(params={**self.state.params, "policy": state.params["policy"]},
+        policy = state.params["policy"]
+        if config.fixed_target_std_scale != 1.0:
+            if "log_std" not in policy:
+                raise ConfigError(f"--fixed-target-std-scale needs a state-independent log-std; {run_dir}'s policy "
+                                  "has none")
+            policy = {**policy, "log_std": policy["log_std"] + math.log(config.fixed_target_std_scale)}
+        self.state = PPOTrainState(params={**self.state.params, "policy": policy},
                                    opt_state=self.state.opt_state, key=self.state.key)
         self.observation_stats.load_state_dict(host["observation_stats"])
         self.freeze_observation_stats = True
