@@ -1,5 +1,5 @@
-"""Sampling error with a fixed expert target: on-policy sampling vs PROPS vs ROS (Hopper-v5 and
-Walker2d-v5), via the sweep machinery.
+"""Sampling error with a fixed target: on-policy sampling vs PROPS vs ROS, and how the reduction
+depends on the target's width, via the sweep machinery.
 
 The paper's fixed-target experiment: the target is a trained expert that is never updated; the
 buffer holds b = 16 batches of n = 1024 steps (16,384 transitions) from one env; the sampling
@@ -7,50 +7,85 @@ error KL(pi_D || pi_theta) of the buffer is measured every 1024 steps up to 32,7
 paper's claim: PROPS 30-45% below on-policy sampling; ROS no better than on-policy (numbers from
 the authors' released runs, 5 seeds, value at 32k steps, in PAPER below).
 
-Experts: the `cpu` PPO preset, 1M steps, seed 1, trained here if missing
-(benchmarks/runs/props_experts/<env>). Resumable and recorded like every sweep benchmark: records
-in benchmarks/results/props_sampling_error/runs/, the report (Markdown + PNG) in
-benchmarks/results/props_sampling_error/, the summary in benchmarks/results/props_sampling_error.json.
+**Targets** (`--targets`): ``paper-like`` (default) are the shipped experts of
+`benchmarks/props_targets.py` (PPO with entropy 0.01 and step size 1e-4 on one env, as the paper's
+were: policy std about 1); ``ppo-cpu`` are our earlier experts (`ppo --preset cpu`, no entropy
+bonus, 1M steps, trained here if missing in benchmarks/runs/props_experts/), kept to reproduce the
+earlier records.
 
-    python benchmarks/props_sampling_error.py --seeds 5 --workers 2
+**Protocol** (`--protocol`): ``released`` (default) is the released `se_fixed` configs' PROPS:
+m = 256, delta 0.05, lambda 0.1, behaviour lr 1e-3, 16 epochs x 32 minibatches; ``ours`` is the
+lambda 0.3, 16 minibatches this benchmark used before.
+
+**Width sweep**: on-policy sampling and PROPS also run against the same target with its std scaled
+by e^-1 and e^-2 (`--fixed-target-std-scale`), so the reduction is measured against the target's
+width. ROS runs at the target's own width only.
+
+The report gives, per env and width, the sampling error at the last step and averaged over the
+eviction phase (steps after the buffer first fills, 16,384 < t <= 32,768), with 95% bootstrap
+intervals over seeds, and the reduction against on-policy sampling at the same width.
+
+Resumable and recorded like every sweep benchmark: records in
+benchmarks/results/props_sampling_error/<env>-<targets>-<protocol>/runs/, the report (Markdown +
+PNG) in benchmarks/results/props_sampling_error/, the summary in
+benchmarks/results/props_sampling_error.json.
+
+    python benchmarks/props_sampling_error.py --seeds 5 --workers 2 [--envs Hopper-v5 Walker2d-v5 HalfCheetah-v5]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, write_result
+from common import RESULTS_DIR, peak_memory_mb, recorded_sweep, sweep_or_records, write_result
+from props_targets import target_dir
 
 NAME = "props_sampling_error"
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXPERTS = Path("benchmarks/runs/props_experts")
-#: The fixed-target protocol (section 2 of the reference notes). PROPS: m = 256, delta 0.05,
-#: lambda 0.3, behaviour lr 1e-3, 16 epochs x 16 minibatches.
+#: The fixed-target protocol (section 2 of the reference notes): buffer 16 x 1024, 32k steps, the
+#: error every 1024 steps; PROPS with m = 256, delta 0.05, behaviour lr 1e-3, 16 epochs.
 PROTOCOL: dict[str, Any] = dict(
     total_steps=32_768, num_envs=1, num_steps=1024, buffer_batches=16, sampling_error_interval=1024,
-    behaviour_num_steps=256, behaviour_target_kl=0.05, behaviour_kl_coef=0.3, behaviour_learning_rate=1e-3,
-    behaviour_update_epochs=16, behaviour_num_minibatches=16, policy_tanh_mean=False,
+    behaviour_num_steps=256, behaviour_target_kl=0.05, behaviour_learning_rate=1e-3, behaviour_update_epochs=16,
     eval_interval=0, eval_episodes=2, checkpoint_interval=8192,
 )
-VARIANTS: dict[str, dict[str, Any]] = {
-    "on-policy": {"sampling": "on-policy"},
-    "default": {},  # PROPS
-    "ros-lr1e-3": {"sampling": "ros", "behaviour_learning_rate": 1e-3},
-    "ros-lr1e-2": {"sampling": "ros", "behaviour_learning_rate": 1e-2},
+#: lambda and minibatches: the released se_fixed configs, or what this benchmark used before.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "released": {"behaviour_kl_coef": 0.1, "behaviour_num_minibatches": 32},
+    "ours": {"behaviour_kl_coef": 0.3, "behaviour_num_minibatches": 16},
 }
+#: Std scales of the width sweep (1 = the target as trained).
+WIDTHS = {"": 1.0, "-std-e-1": math.exp(-1.0), "-std-e-2": math.exp(-2.0)}
+#: The eviction phase: after the buffer (16 x 1024 steps) first fills.
+EVICTION_FROM = 16 * 1024
 PAPER = {  # mean of 5 seeds at 32k steps, v4 tasks, released data (data/se_fixed), k3 estimator
     "Hopper": {"on-policy": 0.0072, "props": 0.0039, "ros (best lr)": 0.0064},
     "Walker2d": {"on-policy": 0.0173, "props": 0.0101, "ros (best lr)": 0.0170},
+    "HalfCheetah": {"on-policy": 0.0160, "props": 0.0103, "ros (best lr)": 0.0150},
 }
 
 
-def train_expert(env: str) -> Path:
-    """The PPO expert of ``env`` (trained once, then reused)."""
+def variants() -> dict[str, dict[str, Any]]:
+    """on-policy and PROPS at every width, ROS at the target's own width (two step sizes)."""
+    table: dict[str, dict[str, Any]] = {}
+    for suffix, scale in WIDTHS.items():
+        width = {"fixed_target_std_scale": scale} if scale != 1.0 else {}
+        table[f"on-policy{suffix}"] = {"sampling": "on-policy", **width}
+        table[f"props{suffix}"] = {"sampling": "props", **width}
+    table["ros-lr1e-3"] = {"sampling": "ros", "behaviour_learning_rate": 1e-3}
+    table["ros-lr1e-2"] = {"sampling": "ros", "behaviour_learning_rate": 1e-2}
+    return table
+
+
+def ppo_cpu_expert(env: str) -> Path:
+    """Our earlier expert of ``env``: `ppo --preset cpu`, trained once, then reused."""
     from hybridrl import runs
 
     run_dir = EXPERTS / env
@@ -62,36 +97,73 @@ def train_expert(env: str) -> Path:
     return run_dir
 
 
+def fixed_target(env: str, targets: str) -> tuple[Path, bool]:
+    """The target's run directory and whether its policy has a tanh on the mean."""
+    if targets == "ppo-cpu":
+        return ppo_cpu_expert(env), False
+    folder = target_dir(env)
+    if not (folder / "checkpoint.ckpt").is_file():
+        raise SystemExit(f"no shipped target for {env} in {folder}: run `python benchmarks/props_targets.py train "
+                         f"--envs {env}` and `... export --envs {env}`, or pass --targets ppo-cpu")
+    # Relative to the repository, so that records restored on another machine name the same target.
+    return (folder.relative_to(REPOSITORY) if folder.is_relative_to(REPOSITORY) else folder), True
+
+
 def _curves(output: Path) -> dict[str, dict[int, list[float]]]:
-    """method -> step -> sampling error per seed."""
+    """variant -> step -> sampling error per seed."""
     from hybridrl.core.logging import read_metrics
-    from hybridrl.experiments.results import find_run_dirs, method_name
+    from hybridrl.experiments.results import find_run_dirs
 
     curves: dict[str, dict[int, list[float]]] = {}
     for run_dir in find_run_dirs(output):
-        variant = run_dir.parent.name
         for line in read_metrics(run_dir):
             if "sampling_error" in line:
-                curves.setdefault(method_name("props", variant), {}).setdefault(int(line["step"]), []).append(
+                curves.setdefault(run_dir.parent.name, {}).setdefault(int(line["step"]), []).append(
                     float(line["sampling_error"]))
     return curves
 
 
-def _interval(values: list[float]) -> dict[str, float]:
+def _interval(values: list[float] | np.ndarray) -> dict[str, float]:
     from hybridrl.experiments.statistics import confidence_interval, mean_score
 
     estimate, lower, upper = confidence_interval([np.asarray(values)], mean_score)
     return {"mean": float(estimate), "lower": float(lower), "upper": float(upper), "runs": len(values)}
 
 
+def summarize(curves: dict[str, dict[int, list[float]]]) -> dict[str, Any]:
+    """Per variant: the error at the last step and averaged over the eviction phase (per seed, then
+    over seeds), and the reduction against on-policy sampling at the same width."""
+    summary: dict[str, Any] = {}
+    for variant, steps in curves.items():
+        final_step = max(steps)
+        eviction = [step for step in sorted(steps) if step > EVICTION_FROM]
+        per_seed = np.asarray([steps[step] for step in eviction]).mean(axis=0) if eviction else np.asarray([])
+        summary[variant] = {"at_end": _interval(steps[final_step]), "final_step": final_step,
+                            "eviction_phase": _interval(per_seed) if per_seed.size else None}
+    for variant, entry in summary.items():
+        suffix = next((suffix for suffix in sorted(WIDTHS, key=len, reverse=True) if variant.endswith(suffix)), "")
+        reference = summary.get(f"on-policy{suffix}")
+        if reference is None:
+            continue
+        entry["std_scale"] = WIDTHS[suffix]
+        entry["reduction_at_end"] = 1.0 - entry["at_end"]["mean"] / reference["at_end"]["mean"]
+        if entry["eviction_phase"] and reference["eviction_phase"]:
+            entry["reduction_eviction_phase"] = (1.0 - entry["eviction_phase"]["mean"]
+                                                 / reference["eviction_phase"]["mean"])
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", nargs="+", default=["Hopper-v5", "Walker2d-v5"])
+    parser.add_argument("--envs", nargs="+", default=["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--targets", choices=("paper-like", "ppo-cpu"), default="paper-like")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="released")
     parser.add_argument("--total-steps", type=int, default=PROTOCOL["total_steps"])
     parser.add_argument("--fit-epochs", type=int, default=1000,
                         help="Adam steps of each maximum-likelihood fit (the NeurIPS configs used 1000)")
+    parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
 
@@ -100,61 +172,94 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    setting = f"{arguments.targets}-{arguments.protocol}"
     figure, axes = plt.subplots(1, len(arguments.envs), figsize=(5 * len(arguments.envs), 3.6), squeeze=False)
     for env, axis in zip(arguments.envs, axes[0], strict=True):
-        expert = train_expert(env)
-        spec = recorded_sweep(f"{NAME}/{env}", {
-            "name": f"{NAME}-{env}", "output": f"benchmarks/runs/{NAME}/{env}", "algorithm": "props", "env": env,
-            "preset": "paper", "seeds": arguments.seeds, "variants": VARIANTS,
-            "overrides": {**PROTOCOL, "fixed_target": str(expert), "sampling_error_epochs": arguments.fit_epochs,
+        target, tanh_mean = fixed_target(env, arguments.targets)
+        mapping = {
+            "name": f"{NAME}-{env}-{setting}", "output": f"benchmarks/runs/{NAME}/{env}-{setting}",
+            "algorithm": "props", "env": env, "preset": "paper", "seeds": arguments.seeds, "variants": variants(),
+            "overrides": {**PROTOCOL, **PROTOCOLS[arguments.protocol], "fixed_target": str(target),
+                          "policy_tanh_mean": tanh_mean, "sampling_error_epochs": arguments.fit_epochs,
                           "total_steps": arguments.total_steps},
-        }, keep=("sampling_error", "eval/return_mean"), workers=arguments.workers)
-        curves = _curves(spec.output)
-        final_step = max(max(steps) for steps in curves.values())
-        at_end = {method: _interval(steps[final_step]) for method, steps in curves.items()}
-        on_policy = at_end["props:on-policy"]["mean"]
-        summary[env] = {
-            "sampling_error_at_end": at_end,
-            "reduction_vs_on_policy": {method: 1.0 - values["mean"] / on_policy for method, values in at_end.items()},
-            "curves": {method: {str(step): float(np.mean(values)) for step, values in sorted(steps.items())}
-                       for method, steps in curves.items()},
         }
-        for method, steps in sorted(curves.items()):
+        keep = ("sampling_error", "eval/return_mean")
+        if arguments.report_only:
+            spec = sweep_or_records(f"{NAME}/{env}-{setting}", mapping, keep, arguments.workers, report_only=True)
+        else:
+            spec = recorded_sweep(f"{NAME}/{env}-{setting}", mapping, keep=keep, workers=arguments.workers)
+        curves = _curves(spec.output)
+        means = {variant: {str(step): float(np.mean(values)) for step, values in sorted(steps.items())}
+                 for variant, steps in curves.items()}
+        results[env] = {"target": str(target), "summary": summarize(curves), "curves": means}
+        for variant, steps in sorted(curves.items()):
             x = np.array(sorted(steps))
             values = [np.asarray(steps[step]) for step in x]
             mean = np.array([v.mean() for v in values])
             sem = np.array([v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in values])
-            axis.plot(x, mean, label=method.replace("props:", "").replace("props", "PROPS"))
-            axis.fill_between(x, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
-        axis.set(title=f"{env}: fixed expert target", xlabel="env steps", ylabel="sampling error KL(pi_D || pi)",
-                 yscale="log")
-        axis.legend(fontsize=8)
+            style = ":" if "std-e-2" in variant else "--" if "std-e-1" in variant else "-"
+            axis.plot(x, mean, linestyle=style, label=variant)
+            axis.fill_between(x, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.15)
+        axis.axvline(EVICTION_FROM, color="grey", linewidth=0.8)
+        axis.set(title=f"{env}: fixed {arguments.targets} target", xlabel="env steps",
+                 ylabel="sampling error KL(pi_D || pi)", yscale="log")
+        axis.legend(fontsize=6)
     figure.tight_layout()
-    figure_path = RESULTS_DIR / NAME / "sampling_error.png"
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(figure_path, dpi=120)
-
-    lines = ["# PROPS: sampling error with a fixed expert target\n",
-             f"`python benchmarks/props_sampling_error.py --seeds {arguments.seeds}`: buffer of 16 x 1024 steps, "
-             f"sampling error every 1024 steps up to {arguments.total_steps}, {arguments.seeds} seeds, mean and 95% "
-             "bootstrap interval over seeds at the last step; ROS at two step sizes.\n",
-             "| env | method | SE at the end (ours) | reduction vs on-policy | paper (v4, 5 seeds, at 32k) |",
-             "|---|---|---|---|---|"]
-    for env in arguments.envs:
-        family = env.split("-")[0]
-        for method, values in sorted(summary[env]["sampling_error_at_end"].items()):
-            short = method.replace("props:", "")
-            paper_key = "props" if short == "props" else ("ros (best lr)" if short.startswith("ros") else short)
-            paper = PAPER.get(family, {}).get(paper_key, "")
-            lines.append(f"| {env} | {short} | {values['mean']:.4f} [{values['lower']:.4f}, {values['upper']:.4f}] "
-                         f"| {summary[env]['reduction_vs_on_policy'][method]:+.0%} | {paper} |")
-    lines.append("\n![Sampling error over steps](sampling_error.png)\n")
-    (RESULTS_DIR / NAME / "report.md").write_text("\n".join(lines))
+    folder = RESULTS_DIR / NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    figure.savefig(folder / f"sampling_error-{setting}.png", dpi=120)
+    plt.close(figure)
+    report = write_report(results, arguments, setting)
     write_result(NAME, list(range(arguments.seeds)), {
-        "benchmark": NAME, "envs": arguments.envs, "protocol": PROTOCOL, "variants": VARIANTS,
-        "fit_epochs": arguments.fit_epochs, "results": summary, "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
+        "benchmark": NAME, "envs": arguments.envs, "targets": arguments.targets, "protocol": arguments.protocol,
+        "settings": {**PROTOCOL, **PROTOCOLS[arguments.protocol]}, "variants": variants(),
+        "fit_epochs": arguments.fit_epochs, "results": results, "report": str(report.relative_to(REPOSITORY)),
+        "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
     })
+
+
+def write_report(results: dict[str, Any], arguments: argparse.Namespace, setting: str) -> Path:
+    """report.md: per env, every variant's error at the end and over the eviction phase, and the width table."""
+    def cell(entry: dict[str, float] | None) -> str:
+        return "–" if not entry else f"{entry['mean']:.4f} [{entry['lower']:.4f}, {entry['upper']:.4f}]"
+
+    protocol = PROTOCOLS[arguments.protocol]
+    lines = ["# PROPS: sampling error with a fixed target", "",
+             f"`python benchmarks/props_sampling_error.py --seeds {arguments.seeds} --targets {arguments.targets} "
+             f"--protocol {arguments.protocol}`: buffer of 16 x 1024 steps, sampling error every 1024 steps up to "
+             f"{arguments.total_steps:,}, {arguments.seeds} seeds; PROPS with lambda "
+             f"{protocol['behaviour_kl_coef']} and {protocol['behaviour_num_minibatches']} minibatches. Mean over "
+             "seeds with a 95% bootstrap interval, at "
+             "the last step and averaged over the eviction phase (after the buffer first fills); reductions are "
+             "against on-policy sampling at the same target width.", "",
+             "| env | method | target std x | SE at the end | reduction | SE over the eviction phase | reduction "
+             "| paper (v4, 5 seeds, at 32k) |", "|---|---|---|---|---|---|---|---|"]
+    for env, result in results.items():
+        family = env.split("-")[0]
+        for variant, entry in sorted(result["summary"].items(), key=lambda item: (item[1].get("std_scale", 1.0) < 1,
+                                                                                 item[0])):
+            base = variant.split("-std")[0]
+            paper_key = "props" if base == "props" else ("ros (best lr)" if base.startswith("ros") else base)
+            paper = PAPER.get(family, {}).get(paper_key, "") if entry.get("std_scale", 1.0) == 1.0 else ""
+            reduction = f"{entry['reduction_at_end']:+.0%}" if "reduction_at_end" in entry else "–"
+            eviction = (f"{entry['reduction_eviction_phase']:+.0%}" if "reduction_eviction_phase" in entry else "–")
+            scale = entry.get("std_scale", 1.0)
+            lines.append(f"| {env} | {base} | {scale:.3f} | {cell(entry['at_end'])} | {reduction} | "
+                         f"{cell(entry['eviction_phase'])} | {eviction} | {paper} |")
+    lines += ["", "Target width sweep: PROPS's reduction against on-policy sampling over the eviction phase.", "",
+              "| env | " + " | ".join(f"std x {scale:.3f}" for scale in WIDTHS.values()) + " |",
+              "|---" * (len(WIDTHS) + 1) + "|"]
+    for env, result in results.items():
+        cells = []
+        for suffix in WIDTHS:
+            entry = result["summary"].get(f"props{suffix}", {})
+            cells.append(f"{entry['reduction_eviction_phase']:+.0%}" if "reduction_eviction_phase" in entry else "–")
+        lines.append(f"| {env} | " + " | ".join(cells) + " |")
+    lines += ["", f"![Sampling error over steps](sampling_error-{setting}.png)", ""]
+    path = RESULTS_DIR / NAME / f"report-{setting}.md"
+    path.write_text("\n".join(lines))
+    return path
 
 
 if __name__ == "__main__":
