@@ -241,6 +241,7 @@ def test_buffer_holds_raw_data_renormalised_with_current_statistics(tmp_path: Pa
     ("Hopper-v5", {"sampling": "ros"}),
     ("CartPole-v1", {"sampling": "ros", "ros_original": True}),
     ("Pendulum-v1", {"stale_target": True, "sampling_error_interval": 256}),
+    ("Pendulum-v1", {"sampling_error_interval": 256, "sampling_error_reference": True}),
 ])
 def test_every_scheme_runs_and_logs(tmp_path: Path, env: str, overrides: dict[str, Any]) -> None:
     result = runs.train("props", preset="smoke", run_dir=tmp_path, env=env, **overrides)
@@ -254,6 +255,44 @@ def test_every_scheme_runs_and_logs(tmp_path: Path, env: str, overrides: dict[st
         assert all(entry["behaviour/minibatch_steps"] > 0 for entry in updates)
     if "sampling_error_interval" in overrides:
         assert all(entry["sampling_error"] > 0 for entry in updates)
+    if overrides.get("sampling_error_reference"):
+        assert all(entry["sampling_error_reference"] > 0 for entry in updates)
+
+
+def test_reference_replay_samples_the_stored_targets_on_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    # The replay holds b x n x envs transitions, each action drawn from the target of its batch: with
+    # a fixed target, (a - mu(s)) / sigma is standard normal (its mean and std within 5 standard errors).
+    from hybridrl.rl import props
+
+    expert = runs.train("ppo", preset="smoke", run_dir=tmp_path / "expert", env="Pendulum-v1")
+    config = smoke_config(env="Pendulum-v1", sampling="on-policy", fixed_target=str(expert.run_dir),
+                          sampling_error_interval=256, sampling_error_reference=True, buffer_batches=4)
+    measured: list[tuple[Any, np.ndarray, np.ndarray]] = []
+    monkeypatch.setattr(props, "sampling_error", lambda policy, params, observations, actions, fit_epochs:
+                        measured.append((params, observations, actions)) or 1.0)
+    trainer = PROPSTrainer(config, tmp_path / "run")
+    try:
+        for _ in range(config.buffer_batches + 1):
+            trainer.collect_rollout()
+        assert len(trainer.target_history) == config.buffer_batches
+        restored = PROPSTrainer(config, tmp_path / "restored")  # the history survives a checkpoint
+        try:
+            restored.load_checkpoint(trainer.save_checkpoint())
+            assert_trees_equal(restored.target_history, trainer.target_history)
+        finally:
+            restored.close()
+        assert trainer.reference_sampling_error() == 1.0
+        params, observations, actions = measured[-1]
+        assert len(observations) == len(actions) == config.buffer_batches * config.num_steps * config.num_envs
+        distribution = trainer.networks.policy.apply_numpy(params, observations)
+        residuals = ((actions - distribution.mean) / np.exp(distribution.log_std)).ravel()
+    finally:
+        trainer.close()
+    bound = 5.0 / math.sqrt(len(residuals))
+    assert abs(residuals.mean()) < bound and abs(residuals.std() - 1.0) < bound * math.sqrt(0.5) + 0.01
+    with pytest.raises(ConfigError, match="--sampling-error-interval N"):
+        smoke_config(env="Pendulum-v1", sampling_error_reference=True)
 
 
 def test_fixed_target_is_never_updated_and_sampling_error_is_logged(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ from hybridrl.core.distributions import Distribution, kl_divergence
 from hybridrl.core.rollout import compute_gae
 from hybridrl.core.sampling_error import sampling_error
 from hybridrl.core.seeding import Seeder
+from hybridrl.envs.factory import make_env
 from hybridrl.errors import ConfigError
 from hybridrl.rl.ppo import (
     PPOConfig,
@@ -120,6 +121,11 @@ class PROPSConfig(PPOConfig):
     its log), e.g. e^-1 or e^-2 to measure how the sampling-error reduction depends on the target's width."""
     sampling_error_interval: int = 0
     """Log the buffer's sampling error KL(pi_D || pi_theta) every this many env steps (0: never)."""
+    sampling_error_reference: bool = False
+    """With --sampling-error-interval: also log ``sampling_error_reference``, the error of on-policy
+    sampling along the same sequence of targets (the released code's reference replay): the last
+    ``buffer_batches`` targets each collect a target batch on-policy in an env of their own (steps
+    not counted), and that buffer's error is measured under the current target like the real one."""
     sampling_error_epochs: int = 2000
     """Full-batch Adam steps of the maximum-likelihood fit behind the sampling error."""
 
@@ -142,6 +148,9 @@ class PROPSConfig(PPOConfig):
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.sampling_error_interval < 0:
             raise ConfigError(f"--sampling-error-interval must be >= 0, got {self.sampling_error_interval}")
+        if self.sampling_error_reference and not self.sampling_error_interval:
+            raise ConfigError("--sampling-error-reference measures beside the buffer's error: pass "
+                              "--sampling-error-interval N too")
         if self.sampling not in ("props", "on-policy", "ros"):
             raise ConfigError(f"--sampling must be props, on-policy or ros, not {self.sampling!r}")
         if self.sampling != "on-policy":
@@ -493,6 +502,7 @@ class PROPSTrainer(PPOTrainer):
         self.fifo = BatchFIFO.allocate(config.buffer_steps, config.num_envs, self.observation_shape, action_shape,
                                        np.int64 if discrete else np.float32)
         self.freeze_observation_stats = False
+        self.target_history: list[Any] = []
         if config.fixed_target is not None:
             self._load_fixed_target(Path(config.fixed_target))
         self.behaviour_settings = BehaviourSettings(
@@ -547,6 +557,9 @@ class PROPSTrainer(PPOTrainer):
         """Collect one target batch: ``n / m`` behaviour batches, with a behaviour update after
         each but the last (whose behaviour update follows the target update, in :meth:`update`)."""
         config = self.config
+        if config.sampling_error_reference:
+            # The target this batch is collected for, for the on-policy reference replay.
+            self.target_history = [*self.target_history, self._host_params["policy"]][-config.buffer_batches:]
         segments = 1 if config.sampling == "on-policy" else config.num_steps // config.behaviour_num_steps
         finished: list[float] = []
         self._behaviour_metrics = []
@@ -591,6 +604,8 @@ class PROPSTrainer(PPOTrainer):
                 scalars[name] = float(np.mean([metrics[name] for metrics in self._behaviour_metrics]))
         if interval_crossed(self.global_step - config.batch_size, self.global_step, config.sampling_error_interval):
             scalars["sampling_error"] = self.buffer_sampling_error()
+            if config.sampling_error_reference:
+                scalars["sampling_error_reference"] = self.reference_sampling_error()
         return scalars
 
     def _buffer_view(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -682,6 +697,38 @@ class PROPSTrainer(PPOTrainer):
                               observations.reshape(size, *self.observation_shape),
                               actions.reshape(size, *actions.shape[2:]), fit_epochs=self.config.sampling_error_epochs)
 
+    def reference_sampling_error(self) -> float:
+        """Sampling error of on-policy sampling along the same target sequence: each of the last
+        ``buffer_batches`` targets (oldest first) collects ``num_steps x num_envs`` steps with its own
+        sampled actions in a separate env, continuing one trajectory; the resulting buffer is
+        measured under the current target with the current observation statistics, as the real
+        one is. The released code replays from a copy of the training envs; this one starts from a
+        seeded reset (its own random streams, so the training run is unchanged)."""
+        config = self.config
+        policy = self.networks.policy
+        seeder = Seeder(config.seed)
+        rng = seeder.numpy(f"reference/{self.global_step}")
+        env = make_env(config.env, action_repeat=config.action_repeat)
+        observations_seen: list[np.ndarray] = []
+        actions_taken: list[np.ndarray] = []
+        try:
+            observation, _ = env.reset(seed=seeder.env_seeds(f"reference/{self.global_step}", 1)[0])
+            for params in self.target_history:
+                for _ in range(config.num_steps * config.num_envs):
+                    observation = np.asarray(observation, dtype=np.float32)
+                    action = policy.apply_numpy(params, self.normalize(observation[None])).sample_numpy(rng)[0]
+                    observations_seen.append(observation)
+                    actions_taken.append(action)
+                    if isinstance(self.action_space, gym.spaces.Box):
+                        action = np.clip(action, self.action_space.low, self.action_space.high)
+                    observation, _, terminated, truncated, _ = env.step(action)
+                    if terminated or truncated:
+                        observation, _ = env.reset()
+        finally:
+            env.close()
+        return sampling_error(policy, self._host_params["policy"], self.normalize(np.stack(observations_seen)),
+                              np.stack(actions_taken), fit_epochs=config.sampling_error_epochs)
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def checkpoint_state(self) -> Any:
@@ -695,13 +742,19 @@ class PROPSTrainer(PPOTrainer):
         self._behaviour_host_params = jax.device_get(source)
 
     def host_state(self) -> dict[str, Any]:
-        """PPO's host state plus the FIFO buffer."""
-        return {**super().host_state(), "fifo": self.fifo.state_dict()}
+        """PPO's host state plus the FIFO buffer (and the targets the reference replay needs)."""
+        return {**super().host_state(), "fifo": self.fifo.state_dict(),
+                "target_history": {str(index): params for index, params in enumerate(self.target_history)}}
 
     def restore_host_state(self, host: dict[str, Any]) -> None:
         """Take back :meth:`host_state` output."""
         super().restore_host_state(host)
         self.fifo.load_state_dict(host["fifo"])
+        # The host state is stored as nested lists: give each entry back the target's array structure.
+        history, template = host.get("target_history", {}), self._host_params["policy"]
+        self.target_history = [jax.tree_util.tree_map(lambda leaf, value: np.asarray(value, dtype=leaf.dtype),
+                                                      template, history[str(index)])
+                               for index in range(len(history))]
 
 
 def _make_trainer(config: PROPSConfig, run_dir: Path, progress: bool) -> PROPSTrainer:
