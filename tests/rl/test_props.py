@@ -3,6 +3,7 @@ for, the FIFO buffer, every sampling scheme end to end, fixed targets, presets, 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -424,3 +425,20 @@ def test_example_sweep_spec_is_valid() -> None:
     buffer_runs = [run for run in runs_of_sweep if run.variant == "ppo-buffer" and run.task == "Hopper-v5"]
     configs = [SPEC.make_config(run.preset, **run.overrides) for run in buffer_runs]
     assert {config.num_steps * config.num_envs for config in configs} == {1024}  # the tuned PPO-Buffer row
+
+
+SHIPPED_TARGETS = sorted((Path(__file__).resolve().parents[2] / "src/hybridrl/data/assets/props-targets").glob("*"))
+
+
+@pytest.mark.parametrize("folder", SHIPPED_TARGETS, ids=[folder.name for folder in SHIPPED_TARGETS])
+def test_shipped_targets_load_as_fixed_targets_with_their_recorded_width(folder: Path, tmp_path: Path) -> None:
+    record = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/results/props_targets.json").read_text())
+    expected = record["targets"][folder.name]
+    config = smoke_config(env=folder.name, fixed_target=str(folder), policy_tanh_mean=True)
+    trainer = PROPSTrainer(config, tmp_path)
+    try:
+        std = np.exp(np.asarray(jax.device_get(trainer.state.params["policy"]["log_std"])))
+    finally:
+        trainer.close()
+    np.testing.assert_allclose(std, expected["policy_std"], atol=1e-4)
+    assert expected["recipe"]["entropy_coef"] == 0.01 and expected["recipe"]["learning_rate"] == 1e-4
