@@ -229,14 +229,17 @@ PRESETS: dict[str, dict[str, Any]] = {
                   online_rollout_steps=256, online_minibatch_size=64, online_epochs=2, eval_interval=0,
                   eval_episodes=1, checkpoint_interval=100, log_interval=100, online_eval_interval=0,
                   online_checkpoint_interval=256),
-    # One dataset x seed in about ten minutes on 2 cores: the paper's architecture families at a
-    # quarter of the width and a fraction of the steps (docs/algorithms/uni-o4.md, "Presets").
+    # One dataset x seed in about twenty minutes on 2 cores: the paper's architecture families at a
+    # quarter of the width and a fraction of the steps (docs/algorithms/uni-o4.md, "Presets"). The
+    # dynamics model gets 100k steps: with 10k its rollouts ended a third of real episodes early
+    # (benchmarks/results/dynamics_fidelity.json), and the reference's early stopping had not
+    # triggered by 150k steps.
     # The critic's targets track every step (the code: every 2nd) to make up for 40x fewer steps.
     "cpu": dict(critic_steps=50_000, critic_batch_size=256, critic_learning_rate=3e-4, target_update_period=1,
                 q_hidden=(256, 256),
                 value_hidden=(256, 256), policy_hidden=(256, 256), bc_steps=20_000, bc_batch_size=256,
                 bc_learning_rate=3e-4, dynamics_members=5, dynamics_elites=3, dynamics_hidden=(200, 200, 200),
-                dynamics_max_steps=10_000, ppo_steps=3_000, ppo_batch_size=256, ope_horizon=200,
+                dynamics_max_steps=100_000, ppo_steps=3_000, ppo_batch_size=256, ope_horizon=200,
                 ope_start_states=128, eval_interval=10_000, eval_episodes=10, checkpoint_interval=5_000,
                 online_steps=100_000, online_eval_interval=10_000),
     # The reference's hyper-parameters (section 2): 4 members, IQL 2x1024 / 3x512, 2M critic steps,
