@@ -66,32 +66,11 @@ def model_survival(state: Any, model: Any, env_id: str, start_observations: np.n
     return survival
 
 
-def real_survival(env_id: str, act: Any, episodes: int, horizon: int, seed: int) -> np.ndarray:
-    """Steps of the policy's real episodes, capped at ``horizon``."""
-    from hybridrl.envs.factory import make_env
-
-    env = make_env(env_id)
-    lengths = []
-    try:
-        for episode in range(episodes):
-            observation, _ = env.reset(seed=seed + episode)
-            step = 0
-            while step < horizon:
-                step += 1
-                action = np.clip(act(np.asarray(observation, np.float32)[None])[0], -1.0, 1.0)
-                observation, _, terminated, truncated, _ = env.step(action)
-                if terminated or truncated:
-                    break
-            lengths.append(step)
-    finally:
-        env.close()
-    return np.asarray(lengths)
-
-
 def measure(dataset_name: str, architecture: str, cap: int, horizon: int, start_states: int,
             real_episodes: int, survival_every: int = 0) -> dict[str, Any]:
     import jax
 
+    from hybridrl.core.evaluation import evaluate_policy
     from hybridrl.data import load_dataset
     from hybridrl.data.generation import BehaviourPolicies, behaviour_folder, parse_dataset_name
     from hybridrl.envs.factory import make_env
@@ -134,14 +113,17 @@ def measure(dataset_name: str, architecture: str, cap: int, horizon: int, start_
         on_check=on_check)
     train_s = time.perf_counter() - started
     in_model = model_survival(state, model, env_id, start_observations, act, horizon, seed=0)
-    in_env = real_survival(env_id, act, real_episodes, horizon, seed=10_000)
+    real_env = make_env(env_id)
+    try:
+        in_env = evaluate_policy(real_env, act, real_episodes, seed=10_000, length_cap=horizon)
+    finally:
+        real_env.close()
     return {"dataset": dataset_name, "architecture": architecture, "cap": cap,
             "steps": int(metrics["dynamics/steps"]), "stopped_early": bool(metrics["dynamics/stopped_early"]),
             "holdout_mse": metrics["dynamics/holdout_mse"], "train_s": round(train_s, 1),
             "horizon": horizon, "model_survival_mean": float(in_model.mean()),
-            "real_survival_mean": float(in_env.mean()),
+            "real_survival_mean": in_env["eval/length_capped_mean"],
             "model_survival_quantiles": np.quantile(in_model, [0.1, 0.5, 0.9]).tolist(),
-            "real_survival_quantiles": np.quantile(in_env, [0.1, 0.5, 0.9]).tolist(),
             "start_states": len(chosen), "real_episodes": real_episodes, "curve": curve,
             "survival_along_the_way": along_the_way}
 
