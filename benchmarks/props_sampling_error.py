@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=PROTOCOL["total_steps"])
     parser.add_argument("--fit-epochs", type=int, default=1000,
                         help="Adam steps of each maximum-likelihood fit (the NeurIPS configs used 1000)")
+    parser.add_argument("--variants", nargs="+", choices=sorted(variants()), default=None,
+                        help="run only these variants (the others' finished runs are still reported)")
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
@@ -185,10 +187,12 @@ def main() -> None:
                           "total_steps": arguments.total_steps},
         }
         keep = ("sampling_error", "eval/return_mean")
-        if arguments.report_only:
-            spec = sweep_or_records(f"{NAME}/{env}-{setting}", mapping, keep, arguments.workers, report_only=True)
-        else:
-            spec = recorded_sweep(f"{NAME}/{env}-{setting}", mapping, keep=keep, workers=arguments.workers)
+        if not arguments.report_only:
+            chosen = {name: values for name, values in variants().items()
+                      if arguments.variants is None or name in arguments.variants}
+            recorded_sweep(f"{NAME}/{env}-{setting}", {**mapping, "variants": chosen}, keep=keep,
+                           workers=arguments.workers)
+        spec = sweep_or_records(f"{NAME}/{env}-{setting}", mapping, keep, arguments.workers, report_only=True)
         curves = _curves(spec.output)
         means = {variant: {str(step): float(np.mean(values)) for step, values in sorted(steps.items())}
                  for variant, steps in curves.items()}
