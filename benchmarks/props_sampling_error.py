@@ -19,7 +19,10 @@ lambda 0.3, 16 minibatches this benchmark used before.
 
 **Width sweep**: on-policy sampling and PROPS also run against the same target with its std scaled
 by e^-1 and e^-2 (`--fixed-target-std-scale`), so the reduction is measured against the target's
-width. ROS runs at the target's own width only.
+width. With the paper-like targets, ``props-lr-scaled`` also runs at the narrowed widths: PROPS
+whose mean step scales with the target's std (`--behaviour-lr-std-reference` set to the target's own
+geometric-mean std, so the step shrinks by exactly the width factor), the remedy for a behaviour
+update that otherwise reaches its KL stop after ever fewer steps. ROS runs at the target's own width only.
 
 The report gives, per env and width, the sampling error at the last step and averaged over the
 eviction phase (steps after the buffer first fills, 16,384 < t <= 32,768), with 95% bootstrap
@@ -55,6 +58,9 @@ PROTOCOL: dict[str, Any] = dict(
     total_steps=32_768, num_envs=1, num_steps=1024, buffer_batches=16, sampling_error_interval=1024,
     behaviour_num_steps=256, behaviour_target_kl=0.05, behaviour_learning_rate=1e-3, behaviour_update_epochs=16,
     eval_interval=0, eval_episodes=2, checkpoint_interval=8192,
+    # The target never updates, so the ordering of the behaviour reference and the PPO KL check
+    # change nothing; pinned to their old defaults so that the records made before stay valid.
+    stale_target=False, target_kl_check="epoch",
 )
 #: lambda and minibatches: the released se_fixed configs, or what this benchmark used before.
 PROTOCOLS: dict[str, dict[str, Any]] = {
@@ -72,13 +78,18 @@ PAPER = {  # mean of 5 seeds at 32k steps, v4 tasks, released data (data/se_fixe
 }
 
 
-def variants() -> dict[str, dict[str, Any]]:
-    """on-policy and PROPS at every width, ROS at the target's own width (two step sizes)."""
+def variants(target_std: float | None = None) -> dict[str, dict[str, Any]]:
+    """on-policy and PROPS at every width, ROS at the target's own width (two step sizes); with the
+    target's geometric-mean std, also PROPS whose mean step scales with the width
+    (``--behaviour-lr-std-reference``: at the target's own width it is PROPS itself)."""
     table: dict[str, dict[str, Any]] = {}
     for suffix, scale in WIDTHS.items():
         width = {"fixed_target_std_scale": scale} if scale != 1.0 else {}
         table[f"on-policy{suffix}"] = {"sampling": "on-policy", **width}
         table[f"props{suffix}"] = {"sampling": "props", **width}
+        if target_std is not None and scale != 1.0:
+            table[f"props-lr-scaled{suffix}"] = {"sampling": "props", "behaviour_lr_std_reference": target_std,
+                                                 **width}
     table["ros-lr1e-3"] = {"sampling": "ros", "behaviour_learning_rate": 1e-3}
     table["ros-lr1e-2"] = {"sampling": "ros", "behaviour_learning_rate": 1e-2}
     return table
@@ -107,6 +118,16 @@ def fixed_target(env: str, targets: str) -> tuple[Path, bool]:
                          f"--envs {env}` and `... export --envs {env}`, or pass --targets ppo-cpu")
     # Relative to the repository, so that records restored on another machine name the same target.
     return (folder.relative_to(REPOSITORY) if folder.is_relative_to(REPOSITORY) else folder), True
+
+
+def target_std(env: str, targets: str) -> float | None:
+    """The shipped target's geometric-mean policy std (from results/props_targets.json), None for ppo-cpu."""
+    if targets != "paper-like":
+        return None
+    import json
+
+    recorded = json.loads((RESULTS_DIR / "props_targets.json").read_text())["targets"][env]
+    return round(float(np.exp(np.mean(np.log(recorded["policy_std"])))), 4)
 
 
 def _curves(output: Path) -> dict[str, dict[int, list[float]]]:
@@ -163,7 +184,7 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=PROTOCOL["total_steps"])
     parser.add_argument("--fit-epochs", type=int, default=1000,
                         help="Adam steps of each maximum-likelihood fit (the NeurIPS configs used 1000)")
-    parser.add_argument("--variants", nargs="+", choices=sorted(variants()), default=None,
+    parser.add_argument("--variants", nargs="+", choices=sorted(variants(1.0)), default=None,
                         help="run only these variants (the others' finished runs are still reported)")
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
     arguments = parser.parse_args()
@@ -181,14 +202,15 @@ def main() -> None:
         target, tanh_mean = fixed_target(env, arguments.targets)
         mapping = {
             "name": f"{NAME}-{env}-{setting}", "output": f"benchmarks/runs/{NAME}/{env}-{setting}",
-            "algorithm": "props", "env": env, "preset": "paper", "seeds": arguments.seeds, "variants": variants(),
+            "algorithm": "props", "env": env, "preset": "paper", "seeds": arguments.seeds,
+            "variants": variants(target_std(env, arguments.targets)),
             "overrides": {**PROTOCOL, **PROTOCOLS[arguments.protocol], "fixed_target": str(target),
                           "policy_tanh_mean": tanh_mean, "sampling_error_epochs": arguments.fit_epochs,
                           "total_steps": arguments.total_steps},
         }
         keep = ("sampling_error", "eval/return_mean")
         if not arguments.report_only:
-            chosen = {name: values for name, values in variants().items()
+            chosen = {name: values for name, values in mapping["variants"].items()
                       if arguments.variants is None or name in arguments.variants}
             recorded_sweep(f"{NAME}/{env}-{setting}", {**mapping, "variants": chosen}, keep=keep,
                            workers=arguments.workers)
@@ -217,7 +239,8 @@ def main() -> None:
     report = write_report(results, arguments, setting)
     write_result(NAME, list(range(arguments.seeds)), {
         "benchmark": NAME, "envs": arguments.envs, "targets": arguments.targets, "protocol": arguments.protocol,
-        "settings": {**PROTOCOL, **PROTOCOLS[arguments.protocol]}, "variants": variants(),
+        "settings": {**PROTOCOL, **PROTOCOLS[arguments.protocol]},
+        "variants": {env: variants(target_std(env, arguments.targets)) for env in arguments.envs},
         "fit_epochs": arguments.fit_epochs, "results": results, "report": str(report.relative_to(REPOSITORY)),
         "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
     })
@@ -251,15 +274,21 @@ def write_report(results: dict[str, Any], arguments: argparse.Namespace, setting
             scale = entry.get("std_scale", 1.0)
             lines.append(f"| {env} | {base} | {scale:.3f} | {cell(entry['at_end'])} | {reduction} | "
                          f"{cell(entry['eviction_phase'])} | {eviction} | {paper} |")
-    lines += ["", "Target width sweep: PROPS's reduction against on-policy sampling over the eviction phase.", "",
-              "| env | " + " | ".join(f"std x {scale:.3f}" for scale in WIDTHS.values()) + " |",
-              "|---" * (len(WIDTHS) + 1) + "|"]
+    lines += ["", "Target width sweep: PROPS's reduction against on-policy sampling over the eviction phase "
+              "(`props-lr-scaled`: the mean's behaviour step scaled by the target's width, "
+              "`--behaviour-lr-std-reference`; the same run as `props` at the target's own width).", "",
+              "| env | method | " + " | ".join(f"std x {scale:.3f}" for scale in WIDTHS.values()) + " |",
+              "|---" * (len(WIDTHS) + 2) + "|"]
     for env, result in results.items():
-        cells = []
-        for suffix in WIDTHS:
-            entry = result["summary"].get(f"props{suffix}", {})
-            cells.append(f"{entry['reduction_eviction_phase']:+.0%}" if "reduction_eviction_phase" in entry else "–")
-        lines.append(f"| {env} | " + " | ".join(cells) + " |")
+        for method in ("props", "props-lr-scaled"):
+            cells = []
+            for suffix in WIDTHS:
+                name = f"{method}{suffix}" if suffix else "props"
+                entry = result["summary"].get(name, {})
+                cells.append(f"{entry['reduction_eviction_phase']:+.0%}" if "reduction_eviction_phase" in entry
+                             else "–")
+            if method == "props" or any(cell != "–" for cell in cells[1:]):
+                lines.append(f"| {env} | {method} | " + " | ".join(cells) + " |")
     lines += ["", f"![Sampling error over steps](sampling_error-{setting}.png)", ""]
     path = RESULTS_DIR / NAME / f"report-{setting}.md"
     path.write_text("\n".join(lines))

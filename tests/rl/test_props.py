@@ -181,6 +181,23 @@ def test_stale_reference_starts_away_from_ratio_one_and_can_stop_at_once() -> No
     assert_trees_equal(jax.device_get(state.params), theta)  # stopped before the first step: phi = theta
 
 
+def test_std_reference_scales_the_mean_steps_by_the_target_width_and_not_the_log_std() -> None:
+    policy, theta = _gaussian(mean=0.0, log_std=math.log(0.25))
+    batch = BehaviourBatch(observations=jnp.zeros((8, 1)), actions=jnp.linspace(-0.5, 0.5, 8)[:, None],
+                           num_valid=jnp.asarray(8))
+    one_step = dict(update_epochs=1, num_minibatches=1, target_kl=None)
+    steps = {}
+    for reference in (None, 0.5):
+        state, _ = behaviour_update(_behaviour_state(theta), theta, theta, batch, policy=policy,
+                                    settings=settings(**one_step, std_reference=reference))
+        steps[reference] = jax.tree_util.tree_map(lambda new, old: np.asarray(new) - np.asarray(old),
+                                                  jax.device_get(state.params), theta)
+    # sigma_theta / reference = 0.25 / 0.5: the mean's step halves, the log-std's does not change.
+    assert np.abs(steps[None]["mean"]["bias"]).max() > 0
+    np.testing.assert_allclose(steps[0.5]["mean"]["bias"], 0.5 * steps[None]["mean"]["bias"], rtol=1e-5)
+    np.testing.assert_allclose(steps[0.5]["log_std"], steps[None]["log_std"], rtol=1e-6)
+
+
 def test_behaviour_update_compiles_once_while_the_buffer_fills() -> None:
     policy, theta = _bandit([0.4, 0.3, 0.2, 0.1])
     # Device arrays from the start, as in the trainer (host arrays would add a dispatch-cache entry).
@@ -241,7 +258,8 @@ def test_buffer_holds_raw_data_renormalised_with_current_statistics(tmp_path: Pa
     ("CartPole-v1", {"sampling": "on-policy", "buffer_batches": 2}),
     ("Hopper-v5", {"sampling": "ros"}),
     ("CartPole-v1", {"sampling": "ros", "ros_original": True}),
-    ("Pendulum-v1", {"stale_target": True, "sampling_error_interval": 256}),
+    ("Pendulum-v1", {"stale_target": False, "sampling_error_interval": 256}),
+    ("Hopper-v5", {"behaviour_lr_std_reference": 0.5}),
     ("Pendulum-v1", {"sampling_error_interval": 256, "sampling_error_reference": True}),
 ])
 def test_every_scheme_runs_and_logs(tmp_path: Path, env: str, overrides: dict[str, Any]) -> None:
@@ -390,6 +408,8 @@ def test_paper_presets_follow_the_task_table_and_the_scheme() -> None:
     assert (hopper.num_envs, hopper.num_steps, hopper.behaviour_num_steps, hopper.learning_rate) == (1, 2048, 256, 1e-3)
     assert (hopper.behaviour_target_kl, hopper.behaviour_kl_coef, hopper.total_steps) == (0.05, 0.3, 1_000_000)
     assert hopper.eval_interval == 20_480 and hopper.policy_tanh_mean and hopper.target_kl == 0.03
+    # The released code: PPO's KL checked on every minibatch; the stale behaviour reference.
+    assert hopper.target_kl_check == "minibatch" and hopper.stale_target
     walker = SPEC.make_config("paper", env="Walker2d-v5")
     assert (walker.behaviour_target_kl, walker.behaviour_num_minibatches, walker.total_steps) == (0.1, 32, 2_000_000)
     assert SPEC.make_config("paper", env="Ant-v5").behaviour_clip_coef == 0.05
@@ -411,9 +431,16 @@ def test_config_validation_messages() -> None:
         smoke_config(buffer_batches=0)
     with pytest.raises(ConfigError, match="--sampling must be"):
         smoke_config(sampling="uniform")
+    with pytest.raises(ConfigError, match="--behaviour-lr-std-reference must be positive"):
+        smoke_config(behaviour_lr_std_reference=0.0)
     with pytest.raises(ConfigError, match="behaviour_num_stepz"):
         smoke_config(behaviour_num_stepz=4)
     smoke_config(sampling="on-policy", behaviour_num_steps=48)  # ignored without a behaviour policy
+
+
+def test_std_reference_needs_a_state_independent_log_std(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="state-independent log-std"):
+        runs.train("props", preset="smoke", run_dir=tmp_path, env="CartPole-v1", behaviour_lr_std_reference=1.0)
 
 
 def test_example_sweep_spec_is_valid() -> None:

@@ -107,9 +107,14 @@ class PROPSConfig(PPOConfig):
     """Minibatches per behaviour epoch (fixed size, so fewer while the buffer fills, as in the code)."""
     behaviour_max_grad_norm: float = 0.5
     """Global gradient-norm clip of the behaviour update."""
-    stale_target: bool = False
-    """Original-code ordering: the behaviour update after each target update compares against the
-    pre-update target (the paper's intent, the default, compares against the updated one)."""
+    behaviour_lr_std_reference: float | None = None
+    """Scale the behaviour step of the mean's parameters by sigma_theta / this, sigma_theta the target's
+    geometric-mean std, so that a step moves the mean by the same number of standard deviations at
+    every target width (None: the paper's fixed step size). Needs a state-independent log-std."""
+    stale_target: bool = True
+    """The released code's ordering (the default): the behaviour update after each target update
+    compares against the pre-update target. ``--no-stale-target`` compares against the updated one,
+    the paper's intent."""
     ros_original: bool = False
     """ros as in the PROPS code: the PROPS optimisation loop with loss -mean log(pi_phi/pi_theta), whose
     sign raises the likelihood of buffered actions (Zhong et al.'s ROS lowers it)."""
@@ -164,6 +169,9 @@ class PROPSConfig(PPOConfig):
                 raise ConfigError("--behaviour-learning-rate and --behaviour-clip-coef must be positive")
             if self.behaviour_target_kl is not None and self.behaviour_target_kl <= 0:
                 raise ConfigError(f"--behaviour-target-kl must be positive or None, got {self.behaviour_target_kl}")
+        if self.behaviour_lr_std_reference is not None and self.behaviour_lr_std_reference <= 0:
+            raise ConfigError(f"--behaviour-lr-std-reference must be positive or None, got "
+                              f"{self.behaviour_lr_std_reference}")
         if self.fixed_target_std_scale <= 0:
             raise ConfigError(f"--fixed-target-std-scale must be positive, got {self.fixed_target_std_scale}")
         if self.fixed_target_std_scale != 1.0 and self.fixed_target is None:
@@ -174,10 +182,12 @@ class PROPSConfig(PPOConfig):
 
 
 #: Shared by every run of the paper (the released config.yml): one env, PPO settings of
-#: CleanRL with entropy 0.01 and target KL 0.03, tanh on the actor mean, 20 evaluation episodes.
+#: CleanRL with entropy 0.01 and target KL 0.03 checked on every minibatch (as the PROPS code's
+#: PPO does), tanh on the actor mean, 20 evaluation episodes.
 _PAPER_COMMON: dict[str, Any] = dict(
     num_envs=1, update_epochs=10, num_minibatches=32, clip_coef=0.2, entropy_coef=0.01, target_kl=0.03,
-    policy_tanh_mean=True, eval_episodes=20, behaviour_update_epochs=16, behaviour_clip_coef=0.3,
+    target_kl_check="minibatch", policy_tanh_mean=True, eval_episodes=20, behaviour_update_epochs=16,
+    behaviour_clip_coef=0.3,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -350,6 +360,7 @@ class BehaviourSettings:
     kl_per_dimension: bool
     learning_rate: float
     max_grad_norm: float
+    std_reference: float | None = None
 
 
 @struct.dataclass
@@ -432,6 +443,11 @@ def behaviour_update(state: BehaviourState, target_params: Any, reference_params
     metric_names = ("behaviour/surrogate", "behaviour/kl_regularizer", "behaviour/approx_kl",
                     "behaviour/clip_fraction")
 
+    # With std_reference: the mean's steps shrink with the target's width (the KL of a mean shift
+    # grows like (shift / sigma)^2, so a fixed step would hit the KL stop ever sooner).
+    mean_step_scale = (jnp.exp(jnp.mean(target_params["log_std"])) / settings.std_reference
+                       if settings.std_reference is not None else jnp.asarray(1.0))
+
     def running(carry: tuple[Any, ...]) -> jax.Array:
         step, _, _, stopped, _ = carry
         return (step < total_steps) & ~stopped
@@ -448,6 +464,8 @@ def behaviour_update(state: BehaviourState, target_params: Any, reference_params
         stop = (jnp.asarray(False) if settings.target_kl is None
                 else metrics["behaviour/approx_kl"] > settings.target_kl)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        if settings.std_reference is not None:
+            updates = scale_mean_updates(updates, mean_step_scale)
         new_params = optax.apply_updates(params, updates)
         params, opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(stop, old, new),
                                                    (new_params, new_opt_state), (params, opt_state))
@@ -461,6 +479,12 @@ def behaviour_update(state: BehaviourState, target_params: Any, reference_params
     metrics = {name: sums[index] / jnp.maximum(taken, 1.0) for index, name in enumerate(metric_names)}
     metrics["behaviour/minibatch_steps"] = taken
     return BehaviourState(params=params, opt_state=opt_state, key=key), metrics
+
+
+def scale_mean_updates(updates: Any, scale: jax.Array) -> Any:
+    """Multiply every update but the state-independent log-std's by ``scale``."""
+    return {name: leaf if name == "log_std" else jax.tree_util.tree_map(lambda update: update * scale, leaf)
+            for name, leaf in updates.items()}
 
 
 @functools.partial(jax.jit, static_argnames=("policy",))
@@ -510,7 +534,11 @@ class PROPSTrainer(PPOTrainer):
             update_epochs=config.behaviour_update_epochs, num_minibatches=config.behaviour_num_minibatches,
             clip_coef=config.behaviour_clip_coef, target_kl=config.behaviour_target_kl,
             kl_coef=config.behaviour_kl_coef, kl_per_dimension=config.behaviour_kl_per_dimension,
-            learning_rate=config.behaviour_learning_rate, max_grad_norm=config.behaviour_max_grad_norm)
+            learning_rate=config.behaviour_learning_rate, max_grad_norm=config.behaviour_max_grad_norm,
+            std_reference=config.behaviour_lr_std_reference)
+        if config.behaviour_lr_std_reference is not None and "log_std" not in self.state.params["policy"]:
+            raise ConfigError("--behaviour-lr-std-reference scales steps by the target's std: it needs a Gaussian "
+                              "policy with a state-independent log-std (continuous actions)")
         behaviour_params = self.state.params["policy"]
         optimizer = make_optimizer(config.behaviour_max_grad_norm, config.behaviour_learning_rate)
         self.behaviour_state = BehaviourState(params=behaviour_params, opt_state=optimizer.init(behaviour_params),
@@ -772,4 +800,4 @@ ALGORITHM = AlgorithmSpec(
 
 __all__ = ["ALGORITHM", "PRESETS", "TASK_SETTINGS", "BatchFIFO", "BehaviourBatch", "BehaviourSettings",
            "BehaviourState", "PROPSConfig", "PROPSTrainer", "TaskSettings", "behaviour_loss", "behaviour_update",
-           "ros_behaviour", "task_family", "task_presets"]
+           "ros_behaviour", "scale_mean_updates", "task_family", "task_presets"]
