@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -74,14 +75,38 @@ def test_worst_case_is_at_least_the_boundary_mean() -> None:
     assert 0.0 <= result["boundary_mean"] <= result["worst"] <= 1.0
 
 
+def test_the_fresh_adversary_catches_a_policy_that_depends_on_the_answer_level() -> None:
+    """A bandit policy that plays round-robin unless every arm's mean is below -30, and then asks one
+    arm only: the boundary screen rarely meets such instances, the shifted copies do."""
+    problem = make_problem("bandit")
+    uniform = baseline_policies(problem)["uniform"]
+
+    def query_logits(params: object, counts: jax.Array, sums: jax.Array, t: jax.Array) -> jax.Array:
+        level = jnp.max(jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), -jnp.inf))
+        return jnp.where(level < -30.0, 30.0 * jax.nn.one_hot(0, 4), uniform.query_logits(params, counts, sums, t))
+
+    offset_dependent = uniform._replace(query_logits=query_logits)
+    settings = EvaluationSettings(instances=128, rollouts=8, ascent_instances=16, ascent_steps=0, finalists=8,
+                                  finalist_rollouts=64, natural_instances=32, invariance_copies=0)
+    r = problem.classes[1]
+    without = worst_case(offset_dependent, None, problem, r, jax.random.key(0), settings)["worst"]
+    caught = worst_case(offset_dependent, None, problem, r, jax.random.key(0),
+                        replace(settings, invariance_copies=4))["worst"]
+    round_robin = worst_case(uniform, None, problem, r, jax.random.key(0),
+                             replace(settings, invariance_copies=4))["worst"]
+    assert caught > without + 0.2
+    assert caught > round_robin + 0.2
+
+
 def test_smoke_run_writes_the_table_and_is_deterministic(tmp_path: Path) -> None:
     first = runs.train("lal", preset="smoke", run_dir=tmp_path / "a", problem="thresholds", seed=3)
     second = runs.train("lal", preset="smoke", run_dir=tmp_path / "b", problem="thresholds", seed=3)
     table = json.loads((tmp_path / "a" / "evaluation.json").read_text())
     assert table["classes"] == [0.5, 1.0, 2.0, 4.0]
     names = set(table["policies"])
-    assert {"class-r0.5", "class-r4", "prior", "uniform", "robust", "robust-plugin"} <= names
-    assert len(names) == 4 + 6  # four per-class policies, prior, uniform, random, the classical one, robust (x2)
+    assert {"class-r0.5", "class-r4", "prior", "uniform", "robust", "robust-plugin", "robust-softmax"} <= names
+    # Four per-class policies, prior, uniform, random, the classical one, robust (argmax, softmax, plug-in).
+    assert len(names) == 4 + 7
     for row in table["policies"].values():
         assert all(gap >= -1e-9 for gap in row["gap"])
     assert first.final["robust_max_gap"] == second.final["robust_max_gap"]

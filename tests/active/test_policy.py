@@ -14,6 +14,7 @@ from hybridrl.active.policy import (
     LearnedPolicy,
     PolicySettings,
     leave_one_out_baseline,
+    query_features,
     replay,
     rollout,
     rollouts,
@@ -70,6 +71,67 @@ def test_deepsets_policy_is_permutation_equivariant() -> None:
     logits = policy.functions.query_logits(params, counts, sums, jnp.int32(6))
     permuted = policy.functions.query_logits(params, counts[permutation], sums[permutation], jnp.int32(6))
     np.testing.assert_allclose(permuted, logits[permutation], atol=1e-5)
+
+
+def test_bandit_policy_ignores_a_common_shift_and_follows_permutations() -> None:
+    problem = make_problem("bandit")
+    policy = LearnedPolicy(problem, PolicySettings(architecture="deepsets", count_penalty_init=1.0))
+    params = _perturbed(policy.init(jax.random.key(0)), jax.random.key(1))
+    counts = jnp.array([3.0, 1.0, 0.0, 2.0])
+    sums = jnp.array([1.5, -0.3, 0.0, 2.2])
+    t = jnp.int32(6)
+    queries = jax.nn.softmax(policy.functions.query_logits(params, counts, sums, t))
+    decision = jax.nn.softmax(policy.functions.decision_logits(params, counts, sums))
+    for shift in (-50.0, 0.7, 300.0):  # every mean moves by `shift`: the sums by shift x counts
+        shifted = sums + shift * counts
+        np.testing.assert_allclose(jax.nn.softmax(policy.functions.query_logits(params, counts, shifted, t)),
+                                   queries, atol=1e-5)
+        np.testing.assert_allclose(jax.nn.softmax(policy.functions.decision_logits(params, counts, shifted)),
+                                   decision, atol=1e-4)
+    for permutation in itertools.permutations(range(4)):
+        order = jnp.asarray(permutation)
+        permuted = jax.nn.softmax(policy.functions.query_logits(params, counts[order], sums[order], t))
+        np.testing.assert_allclose(permuted, queries[order], atol=1e-5)
+
+
+def test_thresholds_policy_is_equivariant_under_the_reflection_of_the_line() -> None:
+    problem = make_problem("thresholds")
+    policy = LearnedPolicy(problem, PolicySettings())
+    params = _perturbed(policy.init(jax.random.key(0)), jax.random.key(1))
+    counts = jnp.zeros(16).at[jnp.array([2, 5, 5, 9, 12])].add(1.0)
+    sums = jnp.zeros(16).at[jnp.array([2, 5, 5, 9, 12])].add(jnp.array([-1.2, -0.3, 0.4, 0.8, 1.9]))
+    t = jnp.int32(5)
+    queries = policy.functions.query_logits(params, counts, sums, t)
+    reflected = policy.functions.query_logits(params, counts[::-1], -sums[::-1], t)
+    np.testing.assert_allclose(reflected, queries[::-1], atol=1e-5)
+    decision = policy.functions.decision_logits(params, counts, sums)  # threshold k <-> n - k
+    np.testing.assert_allclose(policy.functions.decision_logits(params, counts[::-1], -sums[::-1]), decision[::-1],
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["thresholds", "bandit", "twenty-questions", "jester"])
+def test_features_are_finite_from_the_empty_history_on(name: str) -> None:
+    problem = make_problem(name)
+    policy = LearnedPolicy(problem, PolicySettings(architecture="deepsets" if name == "bandit" else "mlp"))
+    params = _perturbed(policy.init(jax.random.key(0)), jax.random.key(1))
+    theta = problem.sample_class(jax.random.key(2), 1, problem.classes[0])[0]
+    episode = rollout(policy.functions, params, problem, theta, jax.random.key(3))
+    assert np.all(np.isfinite(np.asarray(episode.log_probs))) and np.isfinite(float(episode.loss))
+    zeros = jnp.zeros(problem.num_queries)
+    assert np.all(np.isfinite(np.asarray(query_features(problem, zeros, zeros))))
+
+
+def test_decision_sharpness_is_learned_on_a_log_scale_and_evaluated_by_argmax() -> None:
+    problem = make_problem("thresholds")
+    policy = LearnedPolicy(problem, PolicySettings(plugin_scale_init=2.5))
+    params = policy.init(jax.random.key(0))
+    assert policy.plugin_scale(params) == pytest.approx(2.5)
+    assert float(params["params"]["log_plugin_scale"]) == pytest.approx(np.log(2.5))
+    counts = jnp.ones(16)
+    sums = jnp.linspace(-1.0, 1.0, 16)
+    logits = policy.functions.decision_logits(params, counts, sums)
+    chosen = jax.nn.softmax(policy.argmax_decision.decision_logits(params, counts, sums))
+    assert int(jnp.argmax(chosen)) == int(jnp.argmax(logits)) and float(chosen.max()) > 1 - 1e-6
 
 
 def test_deepsets_needs_one_hypothesis_per_query() -> None:

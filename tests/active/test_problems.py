@@ -481,3 +481,33 @@ def test_make_problem_errors(kwargs: dict[str, object], match: str) -> None:
     name = kwargs.pop("name")
     with pytest.raises(ConfigError, match=match):
         make_problem(str(name), **kwargs)  # type: ignore[arg-type]
+
+
+def test_bandit_plugin_scores_shift_with_the_means_and_never_prefer_an_unasked_arm() -> None:
+    problem = make_problem("bandit")
+    counts = jnp.array([2.0, 0.0, 3.0, 1.0])
+    sums = jnp.array([1.0, 0.0, -3.0, 0.2])
+    scores = problem.plugin_scores(counts, sums)
+    np.testing.assert_allclose(scores, [0.5, -1.0, -1.0, 0.2], rtol=1e-6)
+    shifted = problem.plugin_scores(counts, sums - 100.0 * counts)
+    np.testing.assert_allclose(shifted, scores - 100.0, rtol=1e-5)
+    np.testing.assert_array_equal(problem.plugin_scores(jnp.zeros(4), jnp.zeros(4)), np.zeros(4))
+
+
+@pytest.mark.parametrize("name", ["bandit", "thresholds"])
+def test_invariance_copies_keep_the_class_and_move_the_target_with_the_symmetry(name: str) -> None:
+    problem = make_problem(name)
+    r = problem.classes[1]
+    theta = problem.sample_class(jax.random.PRNGKey(0), 8, r)
+    copies = problem.invariance_copies(jax.random.PRNGKey(1), theta, 3)
+    per_instance = 3 if name == "bandit" else 1
+    assert copies.shape == (8 * per_instance, problem.dim)
+    originals = jnp.repeat(theta, per_instance, axis=0)
+    # The same complexity (the solver's tolerance), so the copies stay on the boundary of class r.
+    np.testing.assert_allclose(problem.rho_star(copies, steps=400), problem.rho_star(originals, steps=400), rtol=0.02)
+    if name == "bandit":  # the best arm's mean is the best mean still, shifted
+        gaps = jnp.sort(originals, axis=-1)[:, -1] - jnp.sort(originals, axis=-1)[:, -2]
+        np.testing.assert_allclose(jnp.sort(copies, axis=-1)[:, -1] - jnp.sort(copies, axis=-1)[:, -2], gaps,
+                                   rtol=1e-3, atol=1e-3)
+    else:  # threshold k becomes n - k
+        np.testing.assert_array_equal(problem.best(copies), problem.num_queries - problem.best(originals))

@@ -75,6 +75,7 @@ CHECKPOINT_FILE = "checkpoint.ckpt"
 EVALUATION_FILE = "evaluation.json"
 ROBUST = "robust"
 ROBUST_PLUGIN = "robust-plugin"
+ROBUST_SOFTMAX = "robust-softmax"
 PRIOR = "prior"
 
 
@@ -337,11 +338,17 @@ class EvaluationSettings:
     ``finalists`` hardest of all with ``finalist_rollouts`` fresh episodes (the winner's curse: the
     screening estimates of the hardest instances are biased upward) and report the largest.
 
+    Before the ascent, ``invariance_copies`` transformed copies of each of the ``ascent_instances``
+    hardest screened instances (:meth:`~hybridrl.active.problems.ActiveProblem.invariance_copies`:
+    shifted and permuted bandits, reflected thresholds) join the screen, so a policy that depends on
+    an absolute offset or an arm's index is caught; every policy gets the same procedure.
+
     :param natural_instances: instances of ``problem.natural`` for the average loss.
     :param natural_rollouts: episodes per natural instance.
     """
 
     instances: int = 1024
+    invariance_copies: int = 4
     rollouts: int = 32
     ascent_instances: int = 64
     ascent_steps: int = 10
@@ -355,11 +362,20 @@ class EvaluationSettings:
 def worst_case(policy: PolicyFunctions, params: Any, problem: ActiveProblem, r: float, key: jax.Array,
                settings: EvaluationSettings) -> dict[str, float]:
     """A policy's worst-case loss on class r against a fresh adversary, and its mean on the boundary."""
-    sample_key, screen_key, ascent_key, last_key, final_key = jax.random.split(key, 5)
+    sample_key, screen_key, ascent_key, last_key, final_key, copy_key = jax.random.split(key, 6)
     screened = problem.sample_class(sample_key, settings.instances, r)
     screen_losses = mean_losses(policy, params, problem, screened, screen_key, settings.rollouts)
-    ascending = screened[jnp.argsort(-screen_losses)[:settings.ascent_instances]]
     candidates, candidate_losses = [screened], [screen_losses]
+    if settings.invariance_copies:
+        hardest = screened[jnp.argsort(-screen_losses)[:settings.ascent_instances]]
+        copies = problem.invariance_copies(copy_key, hardest, settings.invariance_copies)
+        if copies.shape[0]:
+            candidates.append(copies)
+            candidate_losses.append(mean_losses(policy, params, problem, copies, jax.random.fold_in(copy_key, 1),
+                                                settings.rollouts))
+    pool, pool_losses = jnp.concatenate(candidates), jnp.concatenate(candidate_losses)
+    ascending = pool[jnp.argsort(-pool_losses)[:settings.ascent_instances]]
+    candidates, candidate_losses = [pool], [pool_losses]
     for step in range(settings.ascent_steps):
         gradients, losses = adversary_gradient(policy, params, problem, ascending,
                                                jax.random.fold_in(ascent_key, step), settings.rollouts)
@@ -474,6 +490,8 @@ class LALConfig:
     """evaluation: episodes per screened instance"""
     eval_ascent_instances: int = 64
     """evaluation: hardest screened instances refined by ascent"""
+    eval_invariance_copies: int = 4
+    """evaluation: shifted/permuted (bandit) or reflected (thresholds) copies of each of them screened too"""
     eval_ascent_steps: int = 10
     """evaluation: ascent steps"""
     eval_finalists: int = 16
@@ -504,8 +522,9 @@ class LALConfig:
         for name in ("rollouts", "refresh_rollouts"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"{name} must be at least 2 (the leave-one-out baseline), got {getattr(self, name)}")
-        if self.eval_ascent_steps < 0:
-            raise ConfigError(f"eval_ascent_steps must be >= 0, got {self.eval_ascent_steps}")
+        if self.eval_ascent_steps < 0 or self.eval_invariance_copies < 0:
+            raise ConfigError(f"eval_ascent_steps and eval_invariance_copies must be >= 0, got "
+                              f"{self.eval_ascent_steps} and {self.eval_invariance_copies}")
         if self.refresh_every % self.adversary_every:
             raise ConfigError(f"refresh_every ({self.refresh_every}) must be a multiple of adversary_every "
                               f"({self.adversary_every})")
@@ -541,7 +560,8 @@ class LALConfig:
                                   ascent_instances=self.eval_ascent_instances, ascent_steps=self.eval_ascent_steps,
                                   ascent_step=self.adversary_step, finalists=self.eval_finalists,
                                   finalist_rollouts=self.eval_finalist_rollouts,
-                                  natural_instances=self.natural_instances)
+                                  natural_instances=self.natural_instances,
+                                  invariance_copies=self.eval_invariance_copies)
 
 
 #: Scale presets. ``cpu``: the reference's reduced-scale reproduction (1200 steps per class policy,
@@ -698,8 +718,9 @@ class LALTrainer:
             iteration = int(state.iteration)
             assert self.logger is not None
             if iteration % self.config.log_every < settings.adversary_every and metrics:
-                self.logger.log(offset + iteration,
-                                {f"{stage}/{name}": float(value) for name, value in metrics.items()})
+                scalars = {f"{stage}/{name}": float(value) for name, value in metrics.items()}
+                scalars[f"{stage}/decision_beta"] = self.learned.plugin_scale(state.params)
+                self.logger.log(offset + iteration, scalars)
             self.logger.update_progress(offset + iteration)
             if iteration - last_checkpoint >= self.config.checkpoint_every or iteration >= settings.iterations:
                 self.params[stage] = state.params
@@ -719,13 +740,19 @@ class LALTrainer:
         return True
 
     def policies(self, include_robust: bool) -> dict[str, tuple[PolicyFunctions, Any]]:
-        """Every policy this run compares: per-class, prior, the baselines (and the robust policy)."""
+        """Every policy this run compares: per-class, prior, the baselines (and the robust policy).
+
+        Learned policies decide by the argmax of their decision logits; ``robust-softmax`` is the
+        robust policy with the sampled softmax decision it was trained with, ``robust-plugin`` with
+        the argmax of the plain plug-in score (only with a learned decision: without one it is the
+        robust policy itself, since argmax β·plug-in = argmax plug-in)."""
         policies: dict[str, tuple[PolicyFunctions, Any]] = {
-            name: (self.learned.functions, self.params[name]) for name in [*self.class_names, PRIOR]}
+            name: (self.learned.argmax_decision, self.params[name]) for name in [*self.class_names, PRIOR]}
         policies.update({name: (functions, None) for name, functions in self.baselines.items()})
         if include_robust:
-            policies[ROBUST] = (self.learned.functions, self.params[ROBUST])
-            if self.config.learned_decision:  # otherwise it is the robust policy itself
+            policies[ROBUST] = (self.learned.argmax_decision, self.params[ROBUST])
+            policies[ROBUST_SOFTMAX] = (self.learned.functions, self.params[ROBUST])
+            if self.config.learned_decision:
                 policies[ROBUST_PLUGIN] = (self.learned.plugin_decision, self.params[ROBUST])
         return policies
 

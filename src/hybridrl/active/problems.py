@@ -267,7 +267,8 @@ class ActiveProblem:
         """A plug-in decision score per hypothesis from the history summary; its argmax is the plug-in decision.
 
         - thresholds: ``<z, Σ_t y_t x_t>`` (= ``Z @ (Xᵀ sums)``), the sign-agreement of z with the answers.
-        - bandit: the empirical means ``sums / max(counts, 1)`` (unasked arms score 0).
+        - bandit: the empirical means ``sums / counts``; an unasked arm scores the lowest asked mean (0 before
+          any answer), so the scores shift with the means and never prefer an arm nobody asked about.
         - twenty-questions: the Bernoulli log-likelihood of the answers under each profile p_j.
         - jester (and any other Gaussian problem): ``<z, θ̂> + b_z`` with the least-squares estimate
           ``θ̂ = (Xᵀ diag(counts) X + 1e-3 I)^{-1} Xᵀ sums``.
@@ -283,7 +284,10 @@ class ActiveProblem:
         if self.name == "thresholds":
             return hypotheses @ (queries.T @ sums)
         if self.name == "bandit":
-            return sums / jnp.maximum(counts, 1.0)
+            means = sums / jnp.maximum(counts, 1.0)
+            asked = counts > 0
+            lowest = jnp.where(asked.any(), jnp.min(jnp.where(asked, means, jnp.inf)), 0.0)
+            return jnp.where(asked, means, lowest)
         if self.noise == "bernoulli":
             # Σ_q [sums_q log p_jq + (counts_q - sums_q) log(1 - p_jq)], with the profiles as P(y = 1).
             profiles = jnp.clip(hypotheses, 1e-6, 1.0 - 1e-6)
@@ -460,6 +464,48 @@ class ActiveProblem:
         return jnp.clip(origin + c * direction, BOX_LOW, BOX_HIGH)
 
     # ------------------------------------------------------------------------------------------------------
+    # Invariances
+
+    def invariance_copies(self, key: jax.Array, theta: ArrayLike, copies: int) -> jax.Array:
+        """Transformed copies of instances under the problem's symmetries: same loss for every hypothesis
+        relabelled accordingly, same ρ*, so the copies lie on the originals' class boundaries.
+
+        - bandit: a random permutation of the arms and a common shift of every mean by ``c``, with ``|c|``
+          log-uniform in [0.1, 100] times the instance's spread (max − min) and a random sign;
+        - thresholds: the reflection ``θ ↦ −reverse(θ)`` (threshold k ↦ n − k), one copy whatever ``copies``;
+        - jester: a common shift of every joke's score, if the all-ones vector is in the span of the joke
+          factors (rarely; otherwise none);
+        - twenty-questions: none (the profiles fix every question and answer).
+
+        :param key: PRNG key.
+        :param theta: instances, ``(B, d)``.
+        :param copies: copies per instance (bandit, jester).
+        :return: ``(B', d)`` (possibly empty).
+        """
+        theta = jnp.asarray(theta, jnp.float32)
+        if self.name == "thresholds":
+            return -theta[:, ::-1]
+        if self.name == "bandit":
+            count = theta.shape[0] * copies
+            repeated = jnp.repeat(theta, copies, axis=0)
+            permute_key, magnitude_key, sign_key = jax.random.split(key, 3)
+            orders = jax.vmap(lambda k: jax.random.permutation(k, self.dim))(jax.random.split(permute_key, count))
+            permuted = jnp.take_along_axis(repeated, orders, axis=-1)
+            spread = jnp.max(repeated, axis=-1) - jnp.min(repeated, axis=-1)
+            magnitude = 10.0 ** jax.random.uniform(magnitude_key, (count,), jnp.float32, -1.0, 2.0)
+            sign = jnp.where(jax.random.bernoulli(sign_key, 0.5, (count,)), 1.0, -1.0)
+            return permuted + (sign * magnitude * spread)[:, None]
+        if self.name == "jester":
+            shift = _common_shift_direction(self)
+            if shift is None:
+                return theta[:0]
+            repeated = jnp.repeat(theta, copies, axis=0)
+            scale = jnp.linalg.norm(repeated, axis=-1, keepdims=True)
+            amount = jax.random.normal(key, (repeated.shape[0], 1), jnp.float32) * scale
+            return repeated + amount * jnp.asarray(shift)[None, :]
+        return theta[:0]
+
+    # ------------------------------------------------------------------------------------------------------
     # Instance distributions
 
     def sample_instances(self, key: jax.Array, count: int) -> jax.Array:
@@ -565,6 +611,17 @@ class ActiveProblem:
         low, high = math.log(self.classes[0] / 2.0), math.log(self.classes[-1] * 2.0)
         radius = jnp.exp(jax.random.uniform(radius_key, (count,), jnp.float32, low, high))
         return self.project(self.sample_instances(instance_key, count), radius)
+
+
+def _common_shift_direction(problem: ActiveProblem) -> np.ndarray | None:
+    """u with ``<z, u> = 1`` for every hypothesis and ``<x, u>`` equal for every query (a common shift of every
+    score and answer), or None if the factors span no such direction (to 1e-4 relative)."""
+    hypotheses = np.asarray(problem.hypotheses, np.float64)
+    ones = np.ones(hypotheses.shape[0])
+    shift, *_ = np.linalg.lstsq(hypotheses, ones, rcond=None)
+    if np.linalg.norm(hypotheses @ shift - ones) > 1e-4 * np.sqrt(len(ones)):
+        return None
+    return shift.astype(np.float32)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
