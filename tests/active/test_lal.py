@@ -22,6 +22,8 @@ from hybridrl.active.lal import (
     ascend,
     init_train_state,
     mean_losses,
+    policy_step,
+    refresh_particles,
     train_policy,
     worst_case,
 )
@@ -48,6 +50,30 @@ def test_training_improves_over_uniform_queries_on_an_easy_class() -> None:
     round_robin = float(jnp.mean(mean_losses(uniform, None, problem, thetas, jax.random.key(4), 8)))
     assert after < before - 0.05
     assert after < round_robin
+
+
+def test_robust_training_weighs_classes_by_gaps_measured_like_the_targets() -> None:
+    problem = make_problem("thresholds")
+    policy = learned_policy(problem, PolicySettings(hidden_size=16))
+    classes = problem.classes[:2]
+    radii = jnp.asarray(classes)
+    settings = TrainSettings(iterations=0, particles=8, rollouts=4, refresh_candidates=32, gap_finalists=4,
+                             gap_rollouts=256)
+    state = init_train_state(policy, policy.init(jax.random.key(0)), classes, settings, jax.random.key(1))
+    targets = jnp.array([0.02, 0.05])
+    measured = refresh_particles(state, jax.random.key(2), radii, targets, policy=policy.functions, problem=problem,
+                                 settings=settings)
+    worst = measured.gaps + targets
+    for index, r in enumerate(classes):
+        screen = mean_losses(policy.functions, state.params, problem, problem.sample_class(jax.random.key(3), 256, r),
+                             jax.random.key(4), 8)
+        # A max over re-estimated hardest instances: at least the class's boundary mean (minus noise of 1024 episodes).
+        assert float(screen.mean()) - 0.05 <= float(worst[index]) <= 1.0
+    _, metrics = policy_step(measured, jax.random.key(5), measured.particles, targets, policy=policy.functions,
+                             problem=problem, settings=settings, mode="minimax")
+    expected = jax.nn.softmax(settings.hedge_eta * measured.gaps)
+    assert float(metrics["hedge/max_weight"]) == pytest.approx(float(expected.max()), rel=1e-5)
+    assert float(metrics["gap/max"]) == pytest.approx(float(measured.gaps.max()), rel=1e-5)
 
 
 def test_adversary_gradient_points_to_harder_instances() -> None:

@@ -93,7 +93,9 @@ class TrainSettings:
     :param max_grad_norm: gradient clipping.
     :param particle_temperature: soft-max temperature of the inner sup over particles.
     :param hedge_eta: Hedge temperature over classes.
-    :param gap_smoothing: exponential smoothing of the class gaps that drive the Hedge weights.
+    :param gap_finalists: per class and refresh, the hardest screened instances whose losses are
+        re-estimated for the class's worst case (robust training only).
+    :param gap_rollouts: episodes per such re-estimate.
     :param adversary_every: policy steps between adversary ascent steps.
     :param adversary_step: adversary step length, relative to ‖θ‖.
     :param refresh_every: policy steps between random-search refreshes (a multiple of ``adversary_every``).
@@ -108,7 +110,8 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     particle_temperature: float = 10.0
     hedge_eta: float = 20.0
-    gap_smoothing: float = 0.9
+    gap_finalists: int = 4
+    gap_rollouts: int = 512
     adversary_every: int = 5
     adversary_step: float = 0.1
     refresh_every: int = 25
@@ -117,12 +120,12 @@ class TrainSettings:
 
 
 class TrainState(flax.struct.PyTreeNode):
-    """A policy in training: parameters, optimiser, adversarial particles, smoothed class gaps."""
+    """A policy in training: parameters, optimiser, adversarial particles, the class gaps of the last refresh."""
 
     params: Any
     opt_state: Any
     particles: jax.Array      # (K, N, d)
-    gaps: jax.Array           # (K,) smoothed gap estimates
+    gaps: jax.Array           # (K,) worst-case estimate minus target, measured at the last refresh
     iteration: jax.Array      # int32
 
 
@@ -172,9 +175,9 @@ def policy_step(state: TrainState, key: jax.Array, thetas: jax.Array, targets: j
     else:
         particle_weights = jax.nn.softmax(settings.particle_temperature * particle_losses, axis=-1)
         worst = (particle_weights * particle_losses).sum(axis=-1)
-        raw_gaps = worst - targets
-        gaps = jnp.where(state.iteration == 0, raw_gaps,
-                         settings.gap_smoothing * state.gaps + (1 - settings.gap_smoothing) * raw_gaps)
+        # The classes' gaps come from the refresh's re-estimated worst cases (the targets' estimator),
+        # not from these 8-rollout particle means.
+        gaps = state.gaps
         class_weights = jax.nn.softmax(settings.hedge_eta * gaps)
     advantages = losses - leave_one_out_baseline(losses)
     episode_weights = jnp.broadcast_to(class_weights[:, None, None] * particle_weights[..., None] / settings.rollouts,
@@ -186,8 +189,8 @@ def policy_step(state: TrainState, key: jax.Array, thetas: jax.Array, targets: j
                                              advantages.ravel(), episode_weights.ravel())
     updates, opt_state = _optimizer(settings).update(gradient, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss/mean": losses.mean(), "loss/worst_particle": worst.max(), "gap/max": (worst - targets).max(),
-               "gradient_norm": optax.tree.norm(gradient)}
+    metrics = {"loss/mean": losses.mean(), "loss/worst_particle": worst.max(), "gap/max": gaps.max(),
+               "hedge/max_weight": class_weights.max(), "gradient_norm": optax.tree.norm(gradient)}
     return state.replace(params=params, opt_state=opt_state, gaps=gaps, iteration=state.iteration + 1), metrics
 
 
@@ -270,9 +273,15 @@ def mean_losses(policy: PolicyFunctions, params: Any, problem: ActiveProblem, th
     return jnp.concatenate(losses)[:count].reshape(thetas.shape[0], num_rollouts).mean(axis=-1)
 
 
-def refresh_particles(state: TrainState, key: jax.Array, radii: jax.Array, *, policy: PolicyFunctions,
-                      problem: ActiveProblem, settings: TrainSettings) -> TrainState:
-    """Random search: screen fresh boundary instances with the particles; keep the N hardest per class."""
+def refresh_particles(state: TrainState, key: jax.Array, radii: jax.Array, targets: jax.Array | None = None, *,
+                      policy: PolicyFunctions, problem: ActiveProblem, settings: TrainSettings) -> TrainState:
+    """Random search: screen fresh boundary instances with the particles; keep the N hardest per class.
+
+    With ``targets`` (robust training), also measure each class's gap the way the targets were
+    measured (:func:`worst_case`'s last stage): re-estimate the ``gap_finalists`` hardest screened
+    instances with ``gap_rollouts`` fresh episodes each and take the largest, minus the target.
+    The Hedge weights over classes follow these gaps until the next refresh.
+    """
     classes, count, dim = state.particles.shape
     pools = jnp.stack([jnp.concatenate([state.particles[index],
                                         problem.sample_class(jax.random.fold_in(key, index),
@@ -280,8 +289,15 @@ def refresh_particles(state: TrainState, key: jax.Array, radii: jax.Array, *, po
                        for index in range(classes)])
     losses = mean_losses(policy, state.params, problem, pools.reshape(-1, dim), jax.random.fold_in(key, classes),
                          settings.refresh_rollouts).reshape(classes, -1)
-    hardest = jnp.argsort(-losses, axis=-1)[:, :count]
-    return state.replace(particles=jnp.take_along_axis(pools, hardest[..., None], axis=1))
+    order = jnp.argsort(-losses, axis=-1)
+    state = state.replace(particles=jnp.take_along_axis(pools, order[:, :count, None], axis=1))
+    if targets is None:
+        return state
+    finalists = jnp.take_along_axis(pools, order[:, :settings.gap_finalists, None], axis=1)
+    final_losses = mean_losses(policy, state.params, problem, finalists.reshape(-1, dim),
+                               jax.random.fold_in(key, classes + 1), settings.gap_rollouts)
+    worst = final_losses.reshape(classes, settings.gap_finalists).max(axis=-1)
+    return state.replace(gaps=worst - targets)
 
 
 def train_policy(state: TrainState, key: jax.Array, targets: jax.Array, *, policy: PolicyFunctions,
@@ -302,6 +318,12 @@ def train_policy(state: TrainState, key: jax.Array, targets: jax.Array, *, polic
     radii = jnp.asarray(classes, jnp.float32)
     classes_count, count, dim = state.particles.shape
     iteration = int(state.iteration)
+    # Robust training weighs its classes by gaps measured at each refresh: measure them before the first step.
+    gap_targets = targets if mode == "minimax" and classes_count > 1 else None
+    if gap_targets is not None and iteration == 0:
+        state = refresh_particles(state, jax.random.fold_in(jax.random.fold_in(key, 0), 3), radii, gap_targets,
+                                  policy=policy,
+                                  problem=problem, settings=settings)
     while iteration < stop:
         metrics: dict[str, jax.Array] = {}
         for _ in range(settings.adversary_every):
@@ -319,7 +341,7 @@ def train_policy(state: TrainState, key: jax.Array, targets: jax.Array, *, polic
             if iteration % settings.adversary_every == 0:
                 state = adversary_step(state, round_key, radii, policy=policy, problem=problem, settings=settings)
             if iteration % settings.refresh_every == 0:
-                state = refresh_particles(state, jax.random.fold_in(round_key, 2), radii, policy=policy,
+                state = refresh_particles(state, jax.random.fold_in(round_key, 2), radii, gap_targets, policy=policy,
                                           problem=problem, settings=settings)
         if on_round is not None:
             on_round(state, metrics)
@@ -484,6 +506,10 @@ class LALConfig:
     """fresh boundary instances screened per class and refresh"""
     refresh_rollouts: int = 4
     """episodes per screened instance"""
+    gap_finalists: int = 4
+    """robust policy: hardest screened instances per class re-estimated at each refresh for the class's gap"""
+    gap_rollouts: int = 512
+    """robust policy: episodes per re-estimate (as the targets' finalists: the Hedge weights are not set by noise)"""
     eval_instances: int = 1024
     """evaluation: fresh boundary instances screened per class"""
     eval_rollouts: int = 32
@@ -515,7 +541,7 @@ class LALConfig:
         positive = ("hidden_size", "num_layers", "class_iterations", "prior_iterations", "robust_iterations",
                     "particles", "adversary_every", "refresh_every", "refresh_candidates", "eval_instances",
                     "eval_rollouts", "eval_finalists", "eval_finalist_rollouts", "natural_instances", "log_every",
-                    "checkpoint_every", "eval_ascent_instances")
+                    "checkpoint_every", "eval_ascent_instances", "gap_finalists", "gap_rollouts")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -528,6 +554,9 @@ class LALConfig:
         if self.refresh_every % self.adversary_every:
             raise ConfigError(f"refresh_every ({self.refresh_every}) must be a multiple of adversary_every "
                               f"({self.adversary_every})")
+        if self.gap_finalists > self.refresh_candidates:
+            raise ConfigError(f"gap_finalists ({self.gap_finalists}) cannot exceed refresh_candidates "
+                              f"({self.refresh_candidates})")
         if self.eval_finalists > self.eval_instances or self.eval_ascent_instances > self.eval_instances:
             raise ConfigError("eval_finalists and eval_ascent_instances cannot exceed eval_instances")
         if self.learning_rate <= 0:
@@ -549,7 +578,7 @@ class LALConfig:
     def train_settings(self, iterations: int) -> TrainSettings:
         """Training settings of a policy trained for ``iterations`` steps."""
         # Every TrainSettings field the config exposes is copied by name, so a field added to both
-        # cannot be forgotten here; the rest (gap_smoothing) keep their defaults.
+        # cannot be forgotten here.
         shared = {option.name: getattr(self, option.name) for option in fields(TrainSettings)
                   if option.name != "iterations" and hasattr(self, option.name)}
         return TrainSettings(iterations=iterations, **shared)
@@ -570,6 +599,7 @@ class LALConfig:
 #: adversary. ``smoke``: seconds.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"hidden_size": 16, "class_iterations": 10, "prior_iterations": 10, "robust_iterations": 10,
+              "gap_finalists": 2, "gap_rollouts": 16,
               "particles": 4, "rollouts": 4, "refresh_candidates": 8, "eval_instances": 32, "eval_rollouts": 4,
               "eval_ascent_instances": 4, "eval_ascent_steps": 0, "eval_finalists": 4,
               "eval_finalist_rollouts": 16, "natural_instances": 32, "log_every": 5, "checkpoint_every": 5},
