@@ -5,6 +5,9 @@ No official code exists and only the abstract and first page of the paper could 
 method below is the reconstruction in the developers' reference, with our choices tagged in
 ``docs/algorithms/lal.md``. Pseudo-code of one run (:class:`LALTrainer`):
 
+0. **Warm start** (optional, ``imitation_steps``). Imitate the problem's classical algorithm
+   (:func:`imitate`: its queries by maximum likelihood, the truth by the decision loss) on boundary
+   instances of every class; every learned policy below starts there.
 1. **Per-class policies.** For each class boundary r_k (Θ^(r) = {θ : ρ*(θ) ≤ r},
    :mod:`hybridrl.active.problems`), train π_k to minimise its worst-case loss on class k alone
    (:func:`train_policy` with one class).
@@ -21,8 +24,9 @@ method below is the reconstruction in the developers' reference, with our choice
 One training iteration (:func:`policy_step`), for K classes × N particles × M rollouts:
 
 * roll out M episodes on each particle (boundary instances θ_{k,i}); per-particle loss L̂_{k,i};
-* inner sup as a soft-max over particles: w_{k,i} = softmax_i(10·L̂_{k,i}); class estimate
-  W_k = Σ_i w_{k,i} L̂_{k,i}; gap_k = W_k − ℓ̂*_k (smoothed); q = softmax(η·gap);
+* inner sup as a soft-max over particles: w_{k,i} = softmax_i(10·L̂_{k,i}) (within a class);
+  q = softmax(η·gap) over classes, with gap_k measured at each refresh like the targets
+  (:func:`refresh_particles`: the largest re-estimate of the hardest screened instances, minus ℓ̂*_k);
 * gradient of Σ_k q_k Σ_i w_{k,i} mean_m [(L − b)·Σ_t ∇log π(x_t|H_{t−1}) + ∇ℓ_RB], with b the
   leave-one-out mean of the other rollouts of the same particle and ℓ_RB the Rao-Blackwellised
   decision loss (exact gradients for the decision head); clipped at norm 1, Adam.
@@ -49,7 +53,7 @@ import jax.numpy as jnp
 import optax
 from flax import serialization
 
-from hybridrl.active.baselines import PolicyFunctions, baseline_policies
+from hybridrl.active.baselines import PolicyFunctions, baseline_policies, classical_policy
 from hybridrl.active.policy import (
     ARCHITECTURES,
     LearnedPolicy,
@@ -76,6 +80,7 @@ EVALUATION_FILE = "evaluation.json"
 ROBUST = "robust"
 ROBUST_PLUGIN = "robust-plugin"
 ROBUST_SOFTMAX = "robust-softmax"
+IMITATION = "imitation"
 PRIOR = "prior"
 
 
@@ -348,6 +353,53 @@ def train_policy(state: TrainState, key: jax.Array, targets: jax.Array, *, polic
     return state
 
 
+# --- Warm start: imitating the classical algorithm ----------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("policy", "teacher", "problem", "settings"))
+def imitation_step(params: Any, opt_state: Any, key: jax.Array, thetas: jax.Array, *, policy: PolicyFunctions,
+                   teacher: PolicyFunctions, problem: ActiveProblem, settings: TrainSettings
+                   ) -> tuple[Any, Any, dict[str, jax.Array]]:
+    """One step of behaviour cloning of ``teacher`` (a classical policy, ``params=None``): one teacher
+    episode per instance of ``thetas`` (B, d); minimise the learner's negative log-likelihood of the
+    teacher's queries (per query) plus the learner's Rao-Blackwellised decision loss at the end of
+    the teacher's episode (the decision learns the truth, not the teacher's guess)."""
+    keys = jax.random.split(key, thetas.shape[0])
+    episodes = jax.vmap(lambda theta, episode_key: rollout(teacher, None, problem, theta, episode_key))(thetas, keys)
+
+    def loss(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        log_probs, decisions = jax.vmap(lambda q, a: replay(policy, params, problem, q, a))(episodes.queries,
+                                                                                           episodes.answers)
+        decision_loss = jax.vmap(problem.decision_loss)(thetas, decisions).mean()
+        query_log_prob = log_probs.mean() / problem.budget
+        return decision_loss - query_log_prob, (query_log_prob, decision_loss)
+
+    gradient, (query_log_prob, decision_loss) = jax.grad(loss, has_aux=True)(params)
+    updates, opt_state = _optimizer(settings).update(gradient, opt_state, params)
+    metrics = {"query_log_prob": query_log_prob, "decision_loss": decision_loss, "teacher_loss": episodes.loss.mean()}
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+
+def imitate(policy: LearnedPolicy, params: Any, teacher: PolicyFunctions, key: jax.Array, classes: Sequence[float],
+            settings: TrainSettings, steps: int, batch: int,
+            on_step: Callable[[int, dict[str, jax.Array]], None] | None = None) -> Any:
+    """``steps`` of :func:`imitation_step` from ``params``, each on ``batch`` fresh boundary instances
+    of classes drawn uniformly from ``classes``; returns the imitating parameters."""
+    problem = policy.problem
+    opt_state = _optimizer(settings).init(params)
+    radii = jnp.asarray(classes, jnp.float32)
+    settings = replace(settings, iterations=0)
+    for step in range(steps):
+        class_key, instance_key, step_key = jax.random.split(jax.random.fold_in(key, step), 3)
+        thetas = problem.sample_class(instance_key, batch, radii[jax.random.randint(class_key, (batch,), 0,
+                                                                                      len(classes))])
+        params, opt_state, metrics = imitation_step(params, opt_state, step_key, thetas, policy=policy.functions,
+                                                    teacher=teacher, problem=problem, settings=settings)
+        if on_step is not None:
+            on_step(step + 1, metrics)
+    return params
+
+
 # --- Evaluation: a fresh, stronger adversary -----------------------------------------------------
 
 
@@ -482,6 +534,9 @@ class LALConfig:
     """policy-gradient steps of the prior-trained (meta-learning) policy"""
     robust_iterations: int = 2000
     """policy-gradient steps of the robust policy"""
+    imitation_steps: int = 0
+    """steps of imitating the problem's classical algorithm (LUCB, binary search, information gain,
+    gap-uncertainty) that every learned policy starts from before its own training (0: from scratch)"""
     warm_start: bool = False
     """start the robust policy from the middle class's policy instead of from scratch"""
     particles: int = 32
@@ -542,6 +597,8 @@ class LALConfig:
                     "particles", "adversary_every", "refresh_every", "refresh_candidates", "eval_instances",
                     "eval_rollouts", "eval_finalists", "eval_finalist_rollouts", "natural_instances", "log_every",
                     "checkpoint_every", "eval_ascent_instances", "gap_finalists", "gap_rollouts")
+        if self.imitation_steps < 0:
+            raise ConfigError(f"imitation_steps must be >= 0, got {self.imitation_steps}")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -641,7 +698,8 @@ class LALTrainer:
         self.baselines = baseline_policies(self.problem)
         self.seeder = Seeder(config.seed)
         self.class_names = policy_names(self.classes)
-        self.stages = [*self.class_names, PRIOR, "targets", ROBUST, "final"]
+        imitation = [IMITATION] if config.imitation_steps else []
+        self.stages = [*imitation, *self.class_names, PRIOR, "targets", ROBUST, "final"]
         init_keys = jax.random.split(self.seeder.jax_key("init"), len(self.class_names) + 2)
         self.params: dict[str, Any] = {name: self.learned.init(init_keys[index])
                                        for index, name in enumerate([*self.class_names, PRIOR, ROBUST])}
@@ -658,7 +716,8 @@ class LALTrainer:
     def _stage_iterations(self, stage: str) -> int:
         if stage in self.class_names:
             return self.config.class_iterations
-        return {PRIOR: self.config.prior_iterations, ROBUST: self.config.robust_iterations}.get(stage, 0)
+        return {PRIOR: self.config.prior_iterations, ROBUST: self.config.robust_iterations,
+                IMITATION: self.config.imitation_steps}.get(stage, 0)
 
     def _steps_before(self, stage_index: int) -> int:
         return sum(self._stage_iterations(stage) for stage in self.stages[:stage_index])
@@ -721,7 +780,9 @@ class LALTrainer:
         try:
             while self.stage_index < len(self.stages):
                 stage = self.stages[self.stage_index]
-                if stage == "targets":
+                if stage == IMITATION:
+                    self._imitate_classical()
+                elif stage == "targets":
                     self._measure_targets()
                 elif stage == "final":
                     self._final_evaluation()
@@ -785,6 +846,23 @@ class LALTrainer:
             if self.config.learned_decision:
                 policies[ROBUST_PLUGIN] = (self.learned.plugin_decision, self.params[ROBUST])
         return policies
+
+    def _imitate_classical(self) -> None:
+        """Warm start: every learned policy starts from a network that imitated the classical algorithm."""
+        _, teacher = classical_policy(self.problem)
+        offset = self._steps_before(self.stage_index)
+        config = self.config
+
+        def on_step(step: int, metrics: dict[str, jax.Array]) -> None:
+            assert self.logger is not None
+            if step % config.log_every == 0 or step == config.imitation_steps:
+                self.logger.log(offset + step, {f"{IMITATION}/{name}": float(value) for name, value in metrics.items()})
+            self.logger.update_progress(offset + step)
+
+        params = imitate(self.learned, self.params[ROBUST], teacher, self.seeder.jax_key(IMITATION), self.classes,
+                         config.train_settings(config.imitation_steps), config.imitation_steps,
+                         batch=len(self.classes) * config.particles, on_step=on_step)
+        self.params = {name: params for name in self.params}
 
     def _measure_targets(self) -> None:
         table = evaluate_policies(self.policies(include_robust=False), self.problem, self.classes,
@@ -875,6 +953,8 @@ __all__ = [
     "evaluate_policies",
     "flat_metrics",
     "format_table",
+    "imitate",
+    "imitation_step",
     "policy_step",
     "read_evaluation",
     "refresh_particles",
