@@ -19,10 +19,10 @@ lambda 0.3, 16 minibatches this benchmark used before.
 
 **Width sweep**: on-policy sampling and PROPS also run against the same target with its std scaled
 by e^-1 and e^-2 (`--fixed-target-std-scale`), so the reduction is measured against the target's
-width. With the paper-like targets, ``props-lr-scaled`` also runs at the narrowed widths: PROPS
-whose mean step scales with the target's std (`--behaviour-lr-std-reference` set to the target's own
-geometric-mean std, so the step shrinks by exactly the width factor), the remedy for a behaviour
-update that otherwise reaches its KL stop after ever fewer steps. ROS runs at the target's own width only.
+width. ``props-lr-scaled`` is PROPS whose behaviour step of the mean scales with the target's
+geometric-mean std (`--behaviour-lr-std-reference 1`: the paper's step size at std 1, the width
+of its targets), the remedy for a behaviour update that otherwise reaches its KL stop after ever
+fewer steps as the target narrows. ROS runs at the target's own width only.
 
 The report gives, per env and width, the sampling error at the last step and averaged over the
 eviction phase (steps after the buffer first fills, 16,384 < t <= 32,768), with 95% bootstrap
@@ -69,6 +69,10 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 }
 #: Std scales of the width sweep (1 = the target as trained).
 WIDTHS = {"": 1.0, "-std-e-1": math.exp(-1.0), "-std-e-2": math.exp(-2.0)}
+#: ``props-lr-scaled``: the behaviour step of the mean scaled by the target's geometric-mean std over
+#: this, the std of an untrained policy (log-std 0) and of the paper's targets, whose fixed step
+#: size (1e-3) was chosen for that width.
+LR_STD_REFERENCE = 1.0
 #: The eviction phase: after the buffer (16 x 1024 steps) first fills.
 EVICTION_FROM = 16 * 1024
 PAPER = {  # mean of 5 seeds at 32k steps, v4 tasks, released data (data/se_fixed), k3 estimator
@@ -78,18 +82,16 @@ PAPER = {  # mean of 5 seeds at 32k steps, v4 tasks, released data (data/se_fixe
 }
 
 
-def variants(target_std: float | None = None) -> dict[str, dict[str, Any]]:
-    """on-policy and PROPS at every width, ROS at the target's own width (two step sizes); with the
-    target's geometric-mean std, also PROPS whose mean step scales with the width
-    (``--behaviour-lr-std-reference``: at the target's own width it is PROPS itself)."""
+def variants() -> dict[str, dict[str, Any]]:
+    """on-policy, PROPS and PROPS with the width-scaled behaviour step at every width, ROS at the
+    target's own width (two step sizes)."""
     table: dict[str, dict[str, Any]] = {}
     for suffix, scale in WIDTHS.items():
         width = {"fixed_target_std_scale": scale} if scale != 1.0 else {}
         table[f"on-policy{suffix}"] = {"sampling": "on-policy", **width}
         table[f"props{suffix}"] = {"sampling": "props", **width}
-        if target_std is not None and scale != 1.0:
-            table[f"props-lr-scaled{suffix}"] = {"sampling": "props", "behaviour_lr_std_reference": target_std,
-                                                 **width}
+        table[f"props-lr-scaled{suffix}"] = {"sampling": "props", "behaviour_lr_std_reference": LR_STD_REFERENCE,
+                                             **width}
     table["ros-lr1e-3"] = {"sampling": "ros", "behaviour_learning_rate": 1e-3}
     table["ros-lr1e-2"] = {"sampling": "ros", "behaviour_learning_rate": 1e-2}
     return table
@@ -118,16 +120,6 @@ def fixed_target(env: str, targets: str) -> tuple[Path, bool]:
                          f"--envs {env}` and `... export --envs {env}`, or pass --targets ppo-cpu")
     # Relative to the repository, so that records restored on another machine name the same target.
     return (folder.relative_to(REPOSITORY) if folder.is_relative_to(REPOSITORY) else folder), True
-
-
-def target_std(env: str, targets: str) -> float | None:
-    """The shipped target's geometric-mean policy std (from results/props_targets.json), None for ppo-cpu."""
-    if targets != "paper-like":
-        return None
-    import json
-
-    recorded = json.loads((RESULTS_DIR / "props_targets.json").read_text())["targets"][env]
-    return round(float(np.exp(np.mean(np.log(recorded["policy_std"])))), 4)
 
 
 def _curves(output: Path) -> dict[str, dict[int, list[float]]]:
@@ -184,7 +176,7 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=PROTOCOL["total_steps"])
     parser.add_argument("--fit-epochs", type=int, default=1000,
                         help="Adam steps of each maximum-likelihood fit (the NeurIPS configs used 1000)")
-    parser.add_argument("--variants", nargs="+", choices=sorted(variants(1.0)), default=None,
+    parser.add_argument("--variants", nargs="+", choices=sorted(variants()), default=None,
                         help="run only these variants (the others' finished runs are still reported)")
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
     arguments = parser.parse_args()
@@ -203,7 +195,7 @@ def main() -> None:
         mapping = {
             "name": f"{NAME}-{env}-{setting}", "output": f"benchmarks/runs/{NAME}/{env}-{setting}",
             "algorithm": "props", "env": env, "preset": "paper", "seeds": arguments.seeds,
-            "variants": variants(target_std(env, arguments.targets)),
+            "variants": variants(),
             "overrides": {**PROTOCOL, **PROTOCOLS[arguments.protocol], "fixed_target": str(target),
                           "policy_tanh_mean": tanh_mean, "sampling_error_epochs": arguments.fit_epochs,
                           "total_steps": arguments.total_steps},
@@ -240,7 +232,7 @@ def main() -> None:
     write_result(NAME, list(range(arguments.seeds)), {
         "benchmark": NAME, "envs": arguments.envs, "targets": arguments.targets, "protocol": arguments.protocol,
         "settings": {**PROTOCOL, **PROTOCOLS[arguments.protocol]},
-        "variants": {env: variants(target_std(env, arguments.targets)) for env in arguments.envs},
+        "variants": variants(),
         "fit_epochs": arguments.fit_epochs, "results": results, "report": str(report.relative_to(REPOSITORY)),
         "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
     })
@@ -275,19 +267,19 @@ def write_report(results: dict[str, Any], arguments: argparse.Namespace, setting
             lines.append(f"| {env} | {base} | {scale:.3f} | {cell(entry['at_end'])} | {reduction} | "
                          f"{cell(entry['eviction_phase'])} | {eviction} | {paper} |")
     lines += ["", "Target width sweep: PROPS's reduction against on-policy sampling over the eviction phase "
-              "(`props-lr-scaled`: the mean's behaviour step scaled by the target's width, "
-              "`--behaviour-lr-std-reference`; the same run as `props` at the target's own width).", "",
+              f"(`props-lr-scaled`: the mean's behaviour step scaled by the target's std over {LR_STD_REFERENCE}, "
+              "`--behaviour-lr-std-reference`).", "",
               "| env | method | " + " | ".join(f"std x {scale:.3f}" for scale in WIDTHS.values()) + " |",
               "|---" * (len(WIDTHS) + 2) + "|"]
     for env, result in results.items():
         for method in ("props", "props-lr-scaled"):
             cells = []
             for suffix in WIDTHS:
-                name = f"{method}{suffix}" if suffix else "props"
+                name = f"{method}{suffix}"
                 entry = result["summary"].get(name, {})
                 cells.append(f"{entry['reduction_eviction_phase']:+.0%}" if "reduction_eviction_phase" in entry
                              else "–")
-            if method == "props" or any(cell != "–" for cell in cells[1:]):
+            if method == "props" or any(cell != "–" for cell in cells):
                 lines.append(f"| {env} | {method} | " + " | ".join(cells) + " |")
     lines += ["", f"![Sampling error over steps](sampling_error-{setting}.png)", ""]
     path = RESULTS_DIR / NAME / f"report-{setting}.md"
