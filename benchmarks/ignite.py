@@ -15,9 +15,20 @@ the mean rank over tasks (1 = best 100th-percentile mean on a task).
     python benchmarks/ignite.py --seeds 8 [--tasks tfbind8 ...] [--optimizers grad-ascent ...]
         [--regularizers none ignite] [--preset cpu] [--workers 1] [--report-only]
 
-Each task is one resumable sweep (``benchmarks/runs/ignite/<task>``) recorded in
-``benchmarks/results/ignite/<task>/runs/``; the summary is ``benchmarks/results/ignite.json`` and
-the report ``benchmarks/results/ignite/report.md``.
+**The dual regime** (`--regime`): ``released`` (default) scales IGNITE's dual step η_λ by the
+released scripts' number of dual steps over this run's (100 epochs of 128-point minibatches against
+the ``cpu`` preset's 20: ×5 on TF-Bind-8), so λ travels as far as in the paper; ``as-trained`` keeps
+η_λ = 1e-3 (the earlier runs, where λ ended at 0.1-0.5 and the constraint never bound).
+**The regulariser** (`--ignite-mode`): ``faithful`` (default) is the released code's
+finite-difference gradient and unclamped λ; ``ours`` is the exact gradient and λ ≥ 0.
+
+**Diagnostics** in every run's record and the report: the sharpness ρ‖∇G‖ on the validation split
+per epoch (with and without IGNITE) against ε, λ per epoch, and the surrogate's overestimation at
+its candidates (predicted minus true normalised score; mean, and at the candidate it ranks first).
+
+Each task and setting is one resumable sweep (``benchmarks/runs/ignite/<task>-<regime>-<mode>``)
+recorded in ``benchmarks/results/ignite/<task>-<regime>-<mode>/runs/``; the summary is
+``benchmarks/results/ignite.json`` and the report ``benchmarks/results/ignite/report/``.
 """
 
 from __future__ import annotations
@@ -48,40 +59,60 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
     parser.add_argument("--regularizers", nargs="+", default=["none", "ignite"])
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--regime", choices=("released", "as-trained"), default="released",
+                        help="IGNITE's dual step scaled to the released number of dual steps, or as trained")
+    parser.add_argument("--ignite-mode", choices=("faithful", "ours"), default="faithful",
+                        help="faithful: finite-difference gradient, unclamped lambda (the released code); "
+                             "ours: exact gradient, lambda >= 0")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="configurations at once (each vmaps its seeds)")
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
 
-    keep = ("validation/rank_correlation", "train/sharpness", "train/multiplier")
+    keep = ("validation/", "train/")
+    setting = f"{arguments.regime}-{arguments.ignite_mode}"
+    regime: dict[str, Any] = {"ignite_dual_steps": arguments.regime}
+    if arguments.ignite_mode == "faithful":
+        regime.update(ignite_gradient="finite-difference", ignite_clamp_multiplier=False)
     specs = []
     for task in arguments.tasks:
         mapping = {
-            "name": f"{NAME}-{task}", "output": f"benchmarks/runs/{NAME}/{task}", "algorithm": "mbo",
-            "task": [task], "preset": arguments.preset, "seeds": arguments.seeds, "vmap_seeds": True,
-            "variants": {f"{optimizer}_{regularizer}": {"optimizer": optimizer, "regularizer": regularizer}
+            "name": f"{NAME}-{task}-{setting}", "output": f"benchmarks/runs/{NAME}/{task}-{setting}",
+            "algorithm": "mbo", "task": [task], "preset": arguments.preset, "seeds": arguments.seeds,
+            "vmap_seeds": True,
+            "variants": {f"{optimizer}_{regularizer}": {"optimizer": optimizer, "regularizer": regularizer,
+                                                        **(regime if regularizer == "ignite" else {})}
                          for optimizer in arguments.optimizers for regularizer in arguments.regularizers},
         }
-        specs.append(sweep_or_records(f"{NAME}/{task}", mapping, keep, arguments.workers, arguments.report_only))
+        specs.append(sweep_or_records(f"{NAME}/{task}-{setting}", mapping, keep, arguments.workers,
+                                      arguments.report_only))
 
-    finals = collect(specs)
+    finals, curves = collect(specs)
     summary = summarize(finals)
+    summary["curves"] = curves
     report = write_report(summary, RESULTS_DIR / NAME / "report", arguments)
     write_result(NAME, list(range(arguments.seeds)), {
         "benchmark": NAME, "preset": arguments.preset, "tasks": arguments.tasks, "optimizers": arguments.optimizers,
-        "regularizers": arguments.regularizers, **summary,
+        "regularizers": arguments.regularizers, "regime": arguments.regime, "ignite_mode": arguments.ignite_mode,
+        **summary,
         "report": str(report.relative_to(REPOSITORY)), "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
     })
 
 
-def collect(specs: list[Any]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    """(task, optimiser, regulariser) -> the final metrics of its finished seeds."""
+CURVES = ("validation/sharpness", "train/multiplier")
+
+
+def collect(specs: list[Any]) -> tuple[dict[tuple[str, str, str], list[dict[str, Any]]], dict[str, Any]]:
+    """(task, optimiser, regulariser) -> the final metrics of its finished seeds; and per task and
+    method the mean over seeds of the sharpness and λ per epoch."""
+    from hybridrl.core.logging import read_metrics
     from hybridrl.experiments.spec import expand_sweep
     from hybridrl.runs import is_finished, read_run_config
 
     finals: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    per_epoch: dict[str, dict[str, dict[str, dict[int, list[float]]]]] = {}
     for spec in specs:
         for run in expand_sweep(spec):
             if not is_finished(run.run_dir):
@@ -89,7 +120,15 @@ def collect(specs: list[Any]) -> dict[tuple[str, str, str], list[dict[str, Any]]
             _, config = read_run_config(run.run_dir)
             final = json.loads((run.run_dir / "final.json").read_text())
             finals.setdefault((config.task, config.optimizer, config.regularizer), []).append(final)
-    return finals
+            method = per_epoch.setdefault(config.task, {}).setdefault(f"{config.optimizer}/{config.regularizer}", {})
+            for line in read_metrics(run.run_dir):
+                for name in CURVES:
+                    if name in line:
+                        method.setdefault(name, {}).setdefault(int(line["step"]), []).append(float(line[name]))
+    curves = {task: {method: {name: {str(epoch): float(np.mean(values)) for epoch, values in sorted(steps.items())}
+                              for name, steps in names.items()} for method, names in methods.items()}
+              for task, methods in per_epoch.items()}
+    return finals, curves
 
 
 def summarize(finals: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict[str, Any]:
@@ -102,6 +141,11 @@ def summarize(finals: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict[
         if "candidates/feasible_fraction" in runs[0]:
             entry["feasible_fraction"] = summarize_seeds([run["candidates/feasible_fraction"] for run in runs])
         entry["offline_best"] = runs[0]["score/offline_best"]
+        for key in ("overestimation/mean", "overestimation/top", "ignite/sharpness_end", "ignite/multiplier_end"):
+            if all(key in run for run in runs):
+                entry[key.replace("/", "_")] = summarize_seeds([run[key] for run in runs])
+        if all("ignite/constraint_holds" in run for run in runs):
+            entry["constraint_holds"] = f"{sum(bool(run['ignite/constraint_holds']) for run in runs)}/{len(runs)}"
         entry["mean_wall_time_s"] = float(np.mean([run.get("wall_time_s", 0.0) for run in runs]))
         scores.setdefault(task, {})[f"{optimizer}/{regularizer}"] = entry
 
@@ -191,9 +235,52 @@ def write_report(summary: dict[str, Any], folder: Path, arguments: argparse.Name
         figure.savefig(folder / "gains.png", dpi=120)
         plt.close(figure)
         lines += ["", "![absolute gain per (task, optimizer)](gains.png)", ""]
+    lines += diagnostics_section(summary, folder)
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def diagnostics_section(summary: dict[str, Any], folder: Path) -> list[str]:
+    """The overestimation and constraint table, and diagnostics.png: per task, the sharpness per
+    epoch with and without IGNITE against ε, and λ per epoch."""
+    import matplotlib.pyplot as plt
+
+    def cell(entry: dict[str, Any] | None) -> str:
+        return "–" if entry is None else f"{entry['mean']:+.3f} ± {entry['std']:.3f}"
+
+    lines = ["", "## What IGNITE changed in the surrogate", "",
+             "Overestimation at the candidates: predicted minus true normalised score (mean over the 128, and at the "
+             "candidate the surrogate ranks first); the last epoch's sharpness ρ‖∇G‖ and λ; seeds where the "
+             "sharpness ended at or below ε.", "",
+             "| task | optimizer | regularizer | overestimation (mean) | overestimation (top) | sharpness at the end "
+             "| λ at the end | constraint holds |", "|---|---|---|---|---|---|---|---|"]
+    for task, methods in summary["normalized_score"].items():
+        for method, entry in methods.items():
+            optimizer, regularizer = method.split("/")
+            lines.append(f"| {task} | {optimizer} | {regularizer} | {cell(entry.get('overestimation_mean'))} | "
+                         f"{cell(entry.get('overestimation_top'))} | {cell(entry.get('ignite_sharpness_end'))} | "
+                         f"{cell(entry.get('ignite_multiplier_end'))} | {entry.get('constraint_holds', '–')} |")
+    curves = summary.get("curves", {})
+    if not curves:
+        return lines
+    tasks = sorted(curves)
+    figure, axes = plt.subplots(2, len(tasks), figsize=(4.0 * len(tasks), 6.0), squeeze=False)
+    for column, task in enumerate(tasks):
+        for method, names in sorted(curves[task].items()):
+            style = "-" if method.endswith("/none") else "--"
+            for row, name in enumerate(CURVES):
+                if name in names:
+                    epochs = [int(epoch) for epoch in names[name]]
+                    axes[row][column].plot(epochs, list(names[name].values()), style, label=method)
+        axes[0][column].axhline(0.1, color="black", linewidth=0.8, label="ε = 0.1")
+        axes[0][column].set(title=task, ylabel="sharpness ρ‖∇G‖ (validation)", yscale="log")
+        axes[1][column].set(xlabel="epoch", ylabel="λ (IGNITE)")
+    axes[0][0].legend(fontsize=5)
+    figure.tight_layout()
+    figure.savefig(folder / "diagnostics.png", dpi=110)
+    plt.close(figure)
+    return [*lines, "", "![sharpness and λ per epoch](diagnostics.png)", ""]
 
 
 if __name__ == "__main__":

@@ -37,6 +37,15 @@ def test_every_optimizer_raises_the_surrogates_prediction_and_reports_scores(opt
         assert final["surrogate/predicted_end"] > final["surrogate/predicted_start"]
         assert 0.0 <= final["score/p50"] <= final["score/p80"] <= final["score/p100"] <= 1.0
         assert final["score/offline_best"] == pytest.approx(0.0339, abs=1e-3)
+        # The surrogate's overestimation at its candidates, and where IGNITE's constraint ended.
+        assert np.isfinite(final["overestimation/mean"]) and np.isfinite(final["overestimation/top"])
+        assert ("ignite/sharpness_end" in final) == (regularizer == "ignite")
+        if regularizer == "ignite":
+            assert final["ignite/constraint_holds"] == (final["ignite/sharpness_end"] <= final["ignite/epsilon"])
+            assert final["ignite/multiplier_end"] >= 0.0  # clamped by default
+    # The sharpness IGNITE bounds is measured on the validation split with and without it.
+    logged = [json.loads(line) for line in (tmp_path / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["validation/sharpness"] > 0 for line in logged)
     candidates = np.load(tmp_path / "seed0" / "candidates.npz")
     assert candidates["designs"].shape == (128, 20)
     assert finals[0]["score/p100"] != finals[1]["score/p100"]
@@ -66,7 +75,23 @@ def test_ehrlich_runs_report_the_feasible_fraction(tmp_path: Path) -> None:
     assert 0.0 <= final["candidates/feasible_fraction"] <= 1.0
 
 
+def test_the_released_dual_regime_scales_the_dual_step_to_the_released_number_of_steps() -> None:
+    from hybridrl.mbo.experiment import _dual_regime
+
+    # tfbind8: 32,898 offline points, 200 held out; cpu: 20 epochs of 128 against the released 100.
+    config = SPEC.make_config("cpu", task="tfbind8", regularizer="ignite", ignite_dual_steps="released").resolved()
+    ignite, ratio = _dual_regime(config, 32_898)
+    assert ratio == pytest.approx(5.0)
+    assert ignite.multiplier_lr == pytest.approx(5e-3)
+    same, one = _dual_regime(dataclasses.replace(config, ignite_dual_steps="as-trained"), 32_898)
+    assert (same.multiplier_lr, one) == (pytest.approx(1e-3), 1.0)
+    # Larger minibatches: fewer dual steps per epoch, a larger ratio (100 x 255 against 20 x 127).
+    larger = dataclasses.replace(config, batch_size=256)
+    assert _dual_regime(larger, 32_898)[1] == pytest.approx(100 * 255 / (20 * 127))
+
+
 @pytest.mark.parametrize("overrides, message", [
+    ({"ignite_dual_steps": "more"}, "unknown ignite_dual_steps"),
     ({"optimizer": "bo-qei"}, "unknown optimizer"),
     ({"regularizer": "sam"}, "unknown regularizer"),
     ({"epochs": 0}, "epochs must be positive"),

@@ -61,6 +61,13 @@ from hybridrl.mbo.tasks import MBOTask, make_task, percentile_scores
 OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution"]
 OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution")
 
+#: How many dual steps IGNITE's multiplier takes: as this run trains, or scaled to the released scripts'.
+DUAL_STEPS = ("as-trained", "released")
+#: The released scripts' surrogate training: 100 epochs (COMs: 2) of 128-point minibatches.
+RELEASED_EPOCHS = {"coms": 2}
+RELEASED_DEFAULT_EPOCHS = 100
+RELEASED_BATCH_SIZE = 128
+
 CHECKPOINT_FILE = "checkpoint.ckpt"
 CANDIDATES_FILE = "candidates.npz"
 
@@ -118,6 +125,9 @@ class MBOConfig:
     """exact (JAX gradient of the gradient norm) or finite-difference (the released code)"""
     ignite_radius: float | None = None
     """finite-difference radius r (None: rho)"""
+    ignite_dual_steps: str = "as-trained"
+    """as-trained: eta_lambda as given; released: eta_lambda times (the released scripts' dual steps, 100 epochs
+    (COMs 2) of 128-point minibatches) / (this run's), so lambda travels as far as in the paper at any budget"""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for impossible settings."""
@@ -136,6 +146,9 @@ class MBOConfig:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.validation_size < 0:
             raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
+        if self.ignite_dual_steps not in DUAL_STEPS:
+            raise ConfigError(f"unknown ignite_dual_steps {self.ignite_dual_steps!r}; choose one of "
+                              f"{', '.join(DUAL_STEPS)}")
         self.ignite_settings()  # validates the regulariser's values
 
     def resolved(self) -> MBOConfig:
@@ -237,10 +250,11 @@ class MBOGroup:
         self.run_dirs = [Path(run_dir) for run_dir in run_dirs]
         self.progress = progress
         self.surrogate = self.config.surrogate_settings()
-        self.ignite = self.config.ignite_settings()
         self.data = _prepare(make_task(self.config.task), self.config.num_candidates)
         assert self.config.ensemble_size is not None
         self.members = self.config.ensemble_size
+        self.ignite, self.dual_step_ratio = _dual_regime(self.config, self.data.task.x.shape[0])
+        self.last_train_metrics: dict[str, np.ndarray] = {}
         # One predict and one encode for the group: the optimisers compile once per function object.
         self.predict = functools.partial(predict_mean, self.surrogate.model())
         self.encode = self.data.encoder.encode
@@ -327,9 +341,10 @@ class MBOGroup:
 
     def _log_epoch(self, train_metrics: dict[str, jax.Array]) -> None:
         metrics = {f"train/{name}": np.asarray(value) for name, value in train_metrics.items()}
+        self.last_train_metrics = metrics
         if self.config.validation_size > 1:
             validation = validation_metrics(self.states, self.validation_rows, self.data.z_all, self.data.y_all,
-                                            settings=self.surrogate)
+                                            settings=self.surrogate, rho=self.ignite.rho)
             metrics.update({f"validation/{name}": np.asarray(value) for name, value in validation.items()})
         for index, logger in enumerate(self.loggers):
             members = slice(index * self.members, (index + 1) * self.members)
@@ -343,8 +358,25 @@ class MBOGroup:
             designs_np = np.asarray(designs)
             scores = self.data.task.oracle(designs_np)
             np.savez_compressed(run_dir / CANDIDATES_FILE, designs=designs_np, scores=np.asarray(scores))
-            finals.append(self._score(designs_np, scores, params, predicted_curve))
+            final = self._score(designs_np, scores, params, predicted_curve)
+            final.update(self._ignite_summary(index))
+            finals.append(final)
         return finals
+
+    def _ignite_summary(self, index: int) -> dict[str, Any]:
+        """Where the constraint ended: the last epoch's sharpness ρ‖∇G‖ against ε, and λ."""
+        if not self.ignite.active:
+            return {}
+        members = slice(index * self.members, (index + 1) * self.members)
+        summary: dict[str, Any] = {"ignite/epsilon": self.ignite.epsilon,
+                                   "ignite/multiplier_lr": self.ignite.multiplier_lr,
+                                   "ignite/dual_step_ratio": self.dual_step_ratio}
+        for name in ("sharpness", "multiplier"):
+            if f"train/{name}" in self.last_train_metrics:
+                summary[f"ignite/{name}_end"] = float(np.mean(self.last_train_metrics[f"train/{name}"][members]))
+        if "ignite/sharpness_end" in summary:
+            summary["ignite/constraint_holds"] = bool(summary["ignite/sharpness_end"] <= self.ignite.epsilon)
+        return summary
 
     def _aggregation(self) -> Literal["single", "mean", "min"]:
         # ens-min takes the minimum over members; any other optimiser with several members their mean.
@@ -381,7 +413,13 @@ class MBOGroup:
         predicted_start = aggregate_prediction(self.predict, params, self.data.start_z, aggregation)
         predicted_end = aggregate_prediction(self.predict, params, self.encode(jnp.asarray(designs)), aggregation)
         final: dict[str, Any] = {f"score/{name}": value for name, value in percentile_scores(normalized).items()}
+        # The surrogate's overestimation at its own candidates, on the normalised score scale.
+        predicted = task.normalize(self.data.scaler.unscale(np.asarray(predicted_end, np.float64)))
+        top = int(np.argmax(predicted))
         final.update({
+            "overestimation/mean": float(np.mean(predicted - normalized)),
+            "overestimation/top": float(predicted[top] - normalized[top]),
+            "surrogate/predicted_normalized_mean": float(np.mean(predicted)),
             "score/mean": float(np.mean(normalized)),
             "score/offline_best": task.best_normalized,
             "surrogate/predicted_start": float(jnp.mean(predicted_start)),
@@ -392,6 +430,21 @@ class MBOGroup:
         if task.feasibility is not None:
             final["candidates/feasible_fraction"] = float(np.mean(task.feasibility(designs)))
         return final
+
+
+def _dual_regime(config: MBOConfig, num_rows: int) -> tuple[IgniteSettings, float]:
+    """The regulariser's settings, with η_λ scaled to the released number of dual steps if asked,
+    and the ratio (released dual steps / this run's; 1 when not scaled)."""
+    ignite = config.ignite_settings()
+    assert config.epochs is not None
+    train_rows = max(num_rows - config.validation_size, 1)
+    ours = config.epochs * max(train_rows // config.batch_size, 1)
+    released = RELEASED_EPOCHS.get(config.optimizer, RELEASED_DEFAULT_EPOCHS) * max(train_rows // RELEASED_BATCH_SIZE,
+                                                                                    1)
+    ratio = released / ours
+    if config.ignite_dual_steps != "released" or ignite.regularizer != "ignite":
+        return ignite, 1.0
+    return replace(ignite, multiplier_lr=ignite.multiplier_lr * ratio), ratio
 
 
 def train_seeds(configs: Sequence[MBOConfig], run_dirs: Sequence[Path], progress: bool = False

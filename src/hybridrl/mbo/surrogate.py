@@ -40,7 +40,7 @@ import optax
 from hybridrl.core.networks import MLP
 from hybridrl.data.validation import DatasetError
 from hybridrl.errors import ConfigError
-from hybridrl.mbo.ignite import IgniteSettings, regularized_gradients
+from hybridrl.mbo.ignite import IgniteSettings, prediction_sharpness, regularized_gradients
 from hybridrl.mbo.optimizers import GradientAscentSettings, gradient_ascent
 
 Objective = Literal["nll", "coms"]
@@ -331,15 +331,19 @@ def train_epoch(states: SurrogateState, train_rows: jax.Array, keys: jax.Array, 
 
 @functools.partial(jax.jit, static_argnames=("settings",))
 def validation_metrics(states: SurrogateState, validation_rows: jax.Array, z_all: jax.Array, y_all: jax.Array,
-                       *, settings: SurrogateSettings) -> dict[str, jax.Array]:
-    """Per-model MSE and Spearman rank correlation of the predicted mean on each held-out split."""
+                       *, settings: SurrogateSettings, rho: float | jax.Array = 0.05) -> dict[str, jax.Array]:
+    """Per-model MSE and Spearman rank correlation of the predicted mean on each held-out split, and
+    the surrogate's sharpness there, ρ‖∇_β G‖ with G the mean prediction over the split (IGNITE's
+    quantity, measured alike with and without the regulariser)."""
     model = settings.model()
 
     def one(params: Any, rows: jax.Array) -> dict[str, jax.Array]:
         prediction = predict_mean(model, params, z_all[rows])
         target = y_all[rows]
+        norm, _ = prediction_sharpness(functools.partial(predict_mean, model), params, z_all[rows])
         return {"mse": jnp.mean(jnp.square(prediction - target)),
-                "rank_correlation": jnp.corrcoef(_ranks(prediction), _ranks(target))[0, 1]}
+                "rank_correlation": jnp.corrcoef(_ranks(prediction), _ranks(target))[0, 1],
+                "sharpness": rho * norm}
 
     return jax.vmap(one)(states.params, validation_rows)
 
