@@ -12,9 +12,11 @@ import pytest
 
 from hybridrl.errors import ConfigError
 from hybridrl.mbo.optimizers import (
+    CMAESSettings,
     EvolutionSettings,
     GradientAscentSettings,
     aggregate_prediction,
+    cma_es_search,
     evolutionary_search,
     gradient_ascent,
 )
@@ -317,3 +319,17 @@ def test_numpy_inputs_are_accepted() -> None:
     z, _ = gradient_ascent(quadratic, {"c": np.zeros(DIM, np.float32)}, np.ones((2, DIM), np.float32),
                            GradientAscentSettings(steps=5))
     assert z.shape == (2, DIM)
+
+
+def test_cma_es_finds_the_optimum_of_a_quadratic_and_is_reproducible() -> None:
+    params = {"c": jnp.array([1.0, -2.0, 0.5, 3.0])}
+    starts = jnp.zeros((3, DIM)) + jnp.arange(3.0)[:, None]
+    settings = CMAESSettings(sigma=0.5, max_iterations=60, aggregation="single")
+    best, curve = cma_es_search(quadratic, params, starts, seed=7, settings=settings)
+    assert best.shape == (3, DIM)
+    np.testing.assert_allclose(best, np.broadcast_to(params["c"], (3, DIM)), atol=0.05)
+    assert np.all(np.diff(np.asarray(curve)) >= 0)  # each run's best so far never falls
+    again, _ = cma_es_search(quadratic, params, starts, seed=7, settings=settings)
+    np.testing.assert_array_equal(best, again)
+    with pytest.raises(ConfigError, match="sigma"):
+        CMAESSettings(sigma=0.0)

@@ -39,9 +39,11 @@ from hybridrl.core.seeding import Seeder, check_seed_configs, groups_by_step
 from hybridrl.errors import ConfigError
 from hybridrl.mbo.ignite import REGULARIZERS, IgniteSettings, Regularizer
 from hybridrl.mbo.optimizers import (
+    CMAESSettings,
     EvolutionSettings,
     GradientAscentSettings,
     aggregate_prediction,
+    cma_es_search,
     evolutionary_search,
     gradient_ascent,
 )
@@ -58,8 +60,10 @@ from hybridrl.mbo.surrogate import (
 )
 from hybridrl.mbo.tasks import MBOTask, make_task, percentile_scores
 
-OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution"]
-OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution")
+OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es"]
+OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es")
+#: Optimisers searching a 5-member ensemble's mean (or min) by default, as Design-Bench's did.
+ENSEMBLE_OPTIMIZERS = ("ens-mean", "ens-min", "cma-es")
 
 #: How many dual steps IGNITE's multiplier takes: as this run trains, or scaled to the released scripts'.
 DUAL_STEPS = ("as-trained", "released")
@@ -82,7 +86,7 @@ class MBOConfig:
     task: str = "tfbind8"
     """the task (`hybridrl mbo tasks`): tfbind8[-factor], ehrlich-s/m, ackley20, levy20, styblinski-tang20"""
     optimizer: str = "grad-ascent"
-    """grad-ascent, ens-mean, ens-min, coms or evolution"""
+    """grad-ascent, ens-mean, ens-min, coms, evolution or cma-es"""
     regularizer: str = "none"
     """none, ignite (Lagrangian, dual ascent on lambda) or ignite2 (fixed penalty)"""
     seed: int = 0
@@ -102,7 +106,7 @@ class MBOConfig:
     validation_size: int = 200
     """offline points held out for validation metrics"""
     ensemble_size: int | None = None
-    """surrogates per seed (None: 5 for ens-mean/ens-min, else 1)"""
+    """surrogates per seed (None: 5 for ens-mean, ens-min and cma-es, else 1)"""
     solver_steps: int | None = None
     """gradient-ascent steps (None: 200; COMs 50)"""
     solver_lr: float | None = None
@@ -111,6 +115,10 @@ class MBOConfig:
     """COMs: ascent steps that make the adversarial designs in training"""
     evolution_generations: int = 50
     """evolution: generations of 128 offspring"""
+    cma_sigma: float = 0.5
+    """cma-es: initial step size in encoded units (Design-Bench's 0.5)"""
+    cma_max_iterations: int | None = 100
+    """cma-es: generations per run (None: the cma library's stopping rule, as released)"""
     ignite_rho: float | None = None
     """IGNITE rho (None: 0.05; IGNITE2 0.2)"""
     ignite_epsilon: float = 0.1
@@ -144,6 +152,9 @@ class MBOConfig:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.cma_sigma <= 0 or (self.cma_max_iterations is not None and self.cma_max_iterations <= 0):
+            raise ConfigError(f"cma_sigma and cma_max_iterations must be positive, got {self.cma_sigma} and "
+                              f"{self.cma_max_iterations}")
         if self.validation_size < 0:
             raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
         if self.ignite_dual_steps not in DUAL_STEPS:
@@ -158,7 +169,7 @@ class MBOConfig:
             self,
             epochs=self.epochs if self.epochs is not None else (2 if coms else 100),
             ensemble_size=self.ensemble_size if self.ensemble_size is not None
-            else (5 if self.optimizer in ("ens-mean", "ens-min") else 1),
+            else (5 if self.optimizer in ENSEMBLE_OPTIMIZERS else 1),
             solver_steps=self.solver_steps if self.solver_steps is not None else (50 if coms else 200),
             solver_lr=self.solver_lr if self.solver_lr is not None else (2.0 if coms else 0.01),
         )
@@ -194,7 +205,7 @@ class MBOConfig:
 #: 8 vmapped seeds on 2 cores. ``smoke``: seconds.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"hidden_size": 32, "epochs": 1, "solver_steps": 10, "coms_particle_steps": 5,
-              "evolution_generations": 4, "validation_size": 64},
+              "evolution_generations": 4, "cma_max_iterations": 5, "validation_size": 64},
     "cpu": {"hidden_size": 256, "epochs": 20},
     "paper": {},
 }
@@ -391,6 +402,12 @@ class MBOGroup:
     def _search(self, params: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Candidates (designs) from the top offline designs, and the surrogate's score per search step."""
         aggregation = self._aggregation()
+        if self.config.optimizer == "cma-es":
+            settings_cma = CMAESSettings(sigma=self.config.cma_sigma, max_iterations=self.config.cma_max_iterations,
+                                         aggregation=aggregation)
+            seed = int(jax.random.randint(key, (), 0, 2**30))
+            z, curve = cma_es_search(self.predict, params, self.data.start_z, seed, settings_cma)
+            return self.data.encoder.decode(z), curve
         if self.config.optimizer == "evolution":
             settings = EvolutionSettings(generations=self.config.evolution_generations,
                                          offspring=self.config.num_candidates, aggregation=aggregation)
