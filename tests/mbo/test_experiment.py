@@ -70,8 +70,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_exactly(tmp_path: Path) 
     assert steps == [1, 2, 3]
 
 
-def test_ehrlich_runs_report_the_feasible_fraction(tmp_path: Path) -> None:
-    final = train_seeds([smoke_config(task="ehrlich-s", optimizer="evolution")], [tmp_path])[0]
+@pytest.mark.parametrize("optimizer", ["evolution", "reinforce", "cma-es"])
+def test_ehrlich_runs_report_the_feasible_fraction(tmp_path: Path, optimizer: str) -> None:
+    final = train_seeds([smoke_config(task="ehrlich-s", optimizer=optimizer)], [tmp_path])[0]
     assert 0.0 <= final["candidates/feasible_fraction"] <= 1.0
 
 

@@ -15,10 +15,12 @@ from hybridrl.mbo.optimizers import (
     CMAESSettings,
     EvolutionSettings,
     GradientAscentSettings,
+    ReinforceSettings,
     aggregate_prediction,
     cma_es_search,
     evolutionary_search,
     gradient_ascent,
+    reinforce_search,
 )
 
 DIM = 4
@@ -333,3 +335,30 @@ def test_cma_es_finds_the_optimum_of_a_quadratic_and_is_reproducible() -> None:
     np.testing.assert_array_equal(best, again)
     with pytest.raises(ConfigError, match="sigma"):
         CMAESSettings(sigma=0.0)
+
+
+def _one_hot_encode(tokens: jax.Array) -> jax.Array:
+    return jax.nn.one_hot(tokens, 3).reshape(tokens.shape[0], -1)
+
+
+def _matches(params: Any, z: jax.Array) -> jax.Array:
+    """Number of positions whose letter is the target's (one-hot encoded designs of 5 letters over 3)."""
+    return jnp.sum(z.reshape(z.shape[0], 5, 3) * jax.nn.one_hot(params["target"], 3), axis=(1, 2))
+
+
+def test_reinforce_moves_the_design_distribution_to_the_surrogate_optimum() -> None:
+    settings = ReinforceSettings(iterations=150, batch_size=256, learning_rate=0.05, aggregation="single")
+    # Continuous: a Gaussian started away from the quadratic's maximum.
+    params = {"c": jnp.array([1.0, -2.0, 0.5, 3.0])}
+    samples, curve = reinforce_search(quadratic, params, jnp.zeros((8, DIM)), lambda z: z, jax.random.key(0),
+                                      settings, num_classes=None, count=64)
+    assert samples.shape == (64, DIM)
+    np.testing.assert_allclose(np.asarray(samples).mean(axis=0), params["c"], atol=0.3)
+    assert float(curve[-1]) > float(curve[0])
+    # Discrete: per-position categoricals started at the starting designs' letter frequencies.
+    target = {"target": jnp.array([2, 0, 1, 2, 1])}
+    starts = jnp.array([[0, 1, 2, 0, 0], [1, 2, 0, 1, 2]])
+    tokens, _ = reinforce_search(_matches, target, starts, _one_hot_encode, jax.random.key(1), settings,
+                                 num_classes=3, count=64)
+    assert tokens.shape == (64, 5)
+    assert float(jnp.mean(tokens == target["target"])) > 0.9

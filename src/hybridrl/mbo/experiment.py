@@ -42,10 +42,12 @@ from hybridrl.mbo.optimizers import (
     CMAESSettings,
     EvolutionSettings,
     GradientAscentSettings,
+    ReinforceSettings,
     aggregate_prediction,
     cma_es_search,
     evolutionary_search,
     gradient_ascent,
+    reinforce_search,
 )
 from hybridrl.mbo.surrogate import (
     DesignEncoder,
@@ -60,10 +62,11 @@ from hybridrl.mbo.surrogate import (
 )
 from hybridrl.mbo.tasks import MBOTask, make_task, percentile_scores
 
-OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es"]
-OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es")
+OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es", "reinforce"]
+OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es",
+                                         "reinforce")
 #: Optimisers searching a 5-member ensemble's mean (or min) by default, as Design-Bench's did.
-ENSEMBLE_OPTIMIZERS = ("ens-mean", "ens-min", "cma-es")
+ENSEMBLE_OPTIMIZERS = ("ens-mean", "ens-min", "cma-es", "reinforce")
 
 #: How many dual steps IGNITE's multiplier takes: as this run trains, or scaled to the released scripts'.
 DUAL_STEPS = ("as-trained", "released")
@@ -86,7 +89,7 @@ class MBOConfig:
     task: str = "tfbind8"
     """the task (`hybridrl mbo tasks`): tfbind8[-factor], ehrlich-s/m, ackley20, levy20, styblinski-tang20"""
     optimizer: str = "grad-ascent"
-    """grad-ascent, ens-mean, ens-min, coms, evolution or cma-es"""
+    """grad-ascent, ens-mean, ens-min, coms, evolution, cma-es or reinforce"""
     regularizer: str = "none"
     """none, ignite (Lagrangian, dual ascent on lambda) or ignite2 (fixed penalty)"""
     seed: int = 0
@@ -106,7 +109,7 @@ class MBOConfig:
     validation_size: int = 200
     """offline points held out for validation metrics"""
     ensemble_size: int | None = None
-    """surrogates per seed (None: 5 for ens-mean, ens-min and cma-es, else 1)"""
+    """surrogates per seed (None: 5 for ens-mean, ens-min, cma-es and reinforce, else 1)"""
     solver_steps: int | None = None
     """gradient-ascent steps (None: 200; COMs 50)"""
     solver_lr: float | None = None
@@ -119,6 +122,14 @@ class MBOConfig:
     """cma-es: initial step size in encoded units (Design-Bench's 0.5)"""
     cma_max_iterations: int | None = 100
     """cma-es: generations per run (None: the cma library's stopping rule, as released)"""
+    reinforce_iterations: int = 200
+    """reinforce: policy-gradient steps"""
+    reinforce_batch_size: int = 2048
+    """reinforce: designs sampled per step"""
+    reinforce_lr: float = 0.01
+    """reinforce: Adam step size of the design distribution"""
+    reinforce_exploration_std: float = 0.1
+    """reinforce, continuous tasks: the Gaussian's initial std (encoded units)"""
     ignite_rho: float | None = None
     """IGNITE rho (None: 0.05; IGNITE2 0.2)"""
     ignite_epsilon: float = 0.1
@@ -152,6 +163,10 @@ class MBOConfig:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if min(self.reinforce_iterations, self.reinforce_batch_size) <= 0 or \
+                min(self.reinforce_lr, self.reinforce_exploration_std) <= 0:
+            raise ConfigError("reinforce_iterations, reinforce_batch_size, reinforce_lr and "
+                              "reinforce_exploration_std must be positive")
         if self.cma_sigma <= 0 or (self.cma_max_iterations is not None and self.cma_max_iterations <= 0):
             raise ConfigError(f"cma_sigma and cma_max_iterations must be positive, got {self.cma_sigma} and "
                               f"{self.cma_max_iterations}")
@@ -205,7 +220,8 @@ class MBOConfig:
 #: 8 vmapped seeds on 2 cores. ``smoke``: seconds.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"hidden_size": 32, "epochs": 1, "solver_steps": 10, "coms_particle_steps": 5,
-              "evolution_generations": 4, "cma_max_iterations": 5, "validation_size": 64},
+              "evolution_generations": 4, "cma_max_iterations": 5, "reinforce_iterations": 5,
+              "reinforce_batch_size": 64, "validation_size": 64},
     "cpu": {"hidden_size": 256, "epochs": 20},
     "paper": {},
 }
@@ -408,6 +424,8 @@ class MBOGroup:
             seed = int(jax.random.randint(key, (), 0, 2**30))
             z, curve = cma_es_search(self.predict, params, self.data.start_z, seed, settings_cma)
             return self.data.encoder.decode(z), curve
+        if self.config.optimizer == "reinforce":
+            return self._reinforce(params, key, aggregation)
         if self.config.optimizer == "evolution":
             settings = EvolutionSettings(generations=self.config.evolution_generations,
                                          offspring=self.config.num_candidates, aggregation=aggregation)
@@ -421,6 +439,19 @@ class MBOGroup:
                                         aggregation=aggregation)
         z, curve = gradient_ascent(self.predict, params, self.data.start_z, ascent)
         return self.data.encoder.decode(z), curve
+
+    def _reinforce(self, params: Any, key: jax.Array, aggregation: Literal["single", "mean", "min"]
+                   ) -> tuple[jax.Array, jax.Array]:
+        config, task = self.config, self.data.task
+        settings = ReinforceSettings(iterations=config.reinforce_iterations, batch_size=config.reinforce_batch_size,
+                                     learning_rate=config.reinforce_lr,
+                                     exploration_std=config.reinforce_exploration_std, aggregation=aggregation)
+        discrete = task.kind == "discrete"
+        start = jnp.asarray(self.data.start_designs) if discrete else self.data.start_z
+        samples, curve = reinforce_search(self.predict, params, start, self.encode, key, settings,
+                                          num_classes=task.num_classes if discrete else None,
+                                          count=config.num_candidates)
+        return (samples if discrete else self.data.encoder.decode(samples)), curve
 
     def _score(self, designs: np.ndarray, scores: np.ndarray, params: Any, predicted_curve: jax.Array
                ) -> dict[str, Any]:
