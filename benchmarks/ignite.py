@@ -48,7 +48,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 #: Cheap tasks first, so a partial sweep covers many tasks.
 TASKS = ("ackley20", "levy20", "styblinski-tang20", "ehrlich-s", "ehrlich-m", "tfbind8", "tfbind8-pou3f4_ref_r1",
          "tfbind8-phox2b_ref_r1")
-OPTIMIZERS = ("grad-ascent", "evolution", "coms", "ens-mean", "ens-min", "cma-es", "reinforce")
+OPTIMIZERS = ("grad-ascent", "evolution", "coms", "ens-mean", "ens-min", "cma-es", "reinforce", "cbas")
 SCORES = ("score/p100", "score/p80", "score/p50")
 PAPER = {"claim": "IGNITE improves most (task, optimiser) pairs, up to +9.6% (best case)",
          "source": "Dao et al. 2024 (arXiv 2503.04242), abstract; per-task tables not transcribed"}

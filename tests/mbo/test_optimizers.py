@@ -362,3 +362,24 @@ def test_reinforce_moves_the_design_distribution_to_the_surrogate_optimum() -> N
                                  num_classes=3, count=64)
     assert tokens.shape == (64, 5)
     assert float(jnp.mean(tokens == target["target"])) > 0.9
+
+
+def test_cbas_shifts_its_generative_model_towards_high_predictions() -> None:
+    from hybridrl.mbo.cbas import CbASSettings, cbas_search
+
+    target = {"target": jnp.array([2, 0, 1, 2, 1])}
+
+    def gaussian(params: Any, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return _matches(params, z), jnp.full(z.shape[0], 0.5)
+
+    designs = jax.random.randint(jax.random.key(0), (2000, 5), 0, 3)
+    settings = CbASSettings(latent_size=4, hidden_size=32, batch_size=100, learning_rate=3e-3, offline_epochs=10,
+                            iterations=8, online_batches=5, online_epochs=10, aggregation="single")
+    rounds = []
+    candidates, curve = cbas_search(gaussian, target, designs, _one_hot_encode, jax.random.key(1), settings,
+                                    num_classes=3, count=256, on_round=lambda index, metrics: rounds.append(metrics))
+    assert candidates.shape == (256, 5) and len(rounds) == 8 and curve.shape == (8,)
+    offline = float(jnp.mean(designs == target["target"]))  # 1/3 by construction
+    found = float(jnp.mean(candidates == target["target"]))
+    assert found > offline + 0.3
+    assert all(np.isfinite(metrics["weight_ess"]) and metrics["weight_ess"] >= 1.0 for metrics in rounds)

@@ -37,6 +37,7 @@ from hybridrl.core.checkpoint import load_checkpoint, read_checkpoint_step, save
 from hybridrl.core.logging import RunLogger
 from hybridrl.core.seeding import Seeder, check_seed_configs, groups_by_step
 from hybridrl.errors import ConfigError
+from hybridrl.mbo.cbas import CbASSettings, cbas_search
 from hybridrl.mbo.ignite import REGULARIZERS, IgniteSettings, Regularizer
 from hybridrl.mbo.optimizers import (
     CMAESSettings,
@@ -55,6 +56,7 @@ from hybridrl.mbo.surrogate import (
     SurrogateSettings,
     SurrogateState,
     init_surrogates,
+    predict_gaussian,
     predict_mean,
     split_rows,
     train_epoch,
@@ -62,11 +64,11 @@ from hybridrl.mbo.surrogate import (
 )
 from hybridrl.mbo.tasks import MBOTask, make_task, percentile_scores
 
-OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es", "reinforce"]
+OptimizerName = Literal["grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es", "reinforce", "cbas"]
 OPTIMIZERS: tuple[OptimizerName, ...] = ("grad-ascent", "ens-mean", "ens-min", "coms", "evolution", "cma-es",
-                                         "reinforce")
+                                         "reinforce", "cbas")
 #: Optimisers searching a 5-member ensemble's mean (or min) by default, as Design-Bench's did.
-ENSEMBLE_OPTIMIZERS = ("ens-mean", "ens-min", "cma-es", "reinforce")
+ENSEMBLE_OPTIMIZERS = ("ens-mean", "ens-min", "cma-es", "reinforce", "cbas")
 
 #: How many dual steps IGNITE's multiplier takes: as this run trains, or scaled to the released scripts'.
 DUAL_STEPS = ("as-trained", "released")
@@ -89,7 +91,7 @@ class MBOConfig:
     task: str = "tfbind8"
     """the task (`hybridrl mbo tasks`): tfbind8[-factor], ehrlich-s/m, ackley20, levy20, styblinski-tang20"""
     optimizer: str = "grad-ascent"
-    """grad-ascent, ens-mean, ens-min, coms, evolution, cma-es or reinforce"""
+    """grad-ascent, ens-mean, ens-min, coms, evolution, cma-es, reinforce or cbas"""
     regularizer: str = "none"
     """none, ignite (Lagrangian, dual ascent on lambda) or ignite2 (fixed penalty)"""
     seed: int = 0
@@ -109,7 +111,7 @@ class MBOConfig:
     validation_size: int = 200
     """offline points held out for validation metrics"""
     ensemble_size: int | None = None
-    """surrogates per seed (None: 5 for ens-mean, ens-min, cma-es and reinforce, else 1)"""
+    """surrogates per seed (None: 5 for ens-mean, ens-min, cma-es, reinforce and cbas, else 1)"""
     solver_steps: int | None = None
     """gradient-ascent steps (None: 200; COMs 50)"""
     solver_lr: float | None = None
@@ -130,6 +132,12 @@ class MBOConfig:
     """reinforce: Adam step size of the design distribution"""
     reinforce_exploration_std: float = 0.1
     """reinforce, continuous tasks: the Gaussian's initial std (encoded units)"""
+    cbas_offline_epochs: int = 200
+    """cbas: epochs of the first VAE on the offline designs"""
+    cbas_iterations: int = 20
+    """cbas: rounds of sampling, weighting and refitting the search VAE"""
+    cbas_online_epochs: int = 10
+    """cbas: epochs of each round's refit (on 10 batches of 100 sampled designs)"""
     ignite_rho: float | None = None
     """IGNITE rho (None: 0.05; IGNITE2 0.2)"""
     ignite_epsilon: float = 0.1
@@ -221,8 +229,9 @@ class MBOConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"hidden_size": 32, "epochs": 1, "solver_steps": 10, "coms_particle_steps": 5,
               "evolution_generations": 4, "cma_max_iterations": 5, "reinforce_iterations": 5,
-              "reinforce_batch_size": 64, "validation_size": 64},
-    "cpu": {"hidden_size": 256, "epochs": 20},
+              "reinforce_batch_size": 64, "cbas_offline_epochs": 1, "cbas_iterations": 2, "cbas_online_epochs": 1,
+              "validation_size": 64},
+    "cpu": {"hidden_size": 256, "epochs": 20, "cbas_offline_epochs": 20},
     "paper": {},
 }
 
@@ -284,6 +293,7 @@ class MBOGroup:
         self.last_train_metrics: dict[str, np.ndarray] = {}
         # One predict and one encode for the group: the optimisers compile once per function object.
         self.predict = functools.partial(predict_mean, self.surrogate.model())
+        self.predict_gaussian = functools.partial(predict_gaussian, self.surrogate.model())
         self.encode = self.data.encoder.encode
         self.epoch = 0
         self.states = self._fresh_states()
@@ -426,6 +436,8 @@ class MBOGroup:
             return self.data.encoder.decode(z), curve
         if self.config.optimizer == "reinforce":
             return self._reinforce(params, key, aggregation)
+        if self.config.optimizer == "cbas":
+            return self._cbas(params, key, aggregation)
         if self.config.optimizer == "evolution":
             settings = EvolutionSettings(generations=self.config.evolution_generations,
                                          offspring=self.config.num_candidates, aggregation=aggregation)
@@ -453,6 +465,20 @@ class MBOGroup:
                                           count=config.num_candidates)
         return (samples if discrete else self.data.encoder.decode(samples)), curve
 
+    def _cbas(self, params: Any, key: jax.Array, aggregation: Literal["single", "mean", "min"]
+              ) -> tuple[jax.Array, jax.Array]:
+        config, task = self.config, self.data.task
+        settings = CbASSettings(offline_epochs=config.cbas_offline_epochs, iterations=config.cbas_iterations,
+                                online_epochs=config.cbas_online_epochs,
+                                aggregation="mean" if aggregation == "min" else aggregation)
+        discrete = task.kind == "discrete"
+        designs = jnp.asarray(task.x) if discrete else self.data.z_all
+        candidates, curve = cbas_search(self.predict_gaussian, params, designs,
+                                        self.encode if discrete else _identity, key, settings,
+                                        num_classes=task.num_classes if discrete else None,
+                                        count=config.num_candidates)
+        return (candidates if discrete else self.data.encoder.decode(candidates)), curve
+
     def _score(self, designs: np.ndarray, scores: np.ndarray, params: Any, predicted_curve: jax.Array
                ) -> dict[str, Any]:
         task = self.data.task
@@ -478,6 +504,10 @@ class MBOGroup:
         if task.feasibility is not None:
             final["candidates/feasible_fraction"] = float(np.mean(task.feasibility(designs)))
         return final
+
+
+def _identity(z: jax.Array) -> jax.Array:
+    return z
 
 
 def _dual_regime(config: MBOConfig, num_rows: int) -> tuple[IgniteSettings, float]:

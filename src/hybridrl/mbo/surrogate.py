@@ -233,6 +233,12 @@ def predict_mean(model: GaussianMLP, params: Any, z: jax.Array) -> jax.Array:
     return mean
 
 
+def predict_gaussian(model: GaussianMLP, params: Any, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The surrogate's Gaussian prediction of encoded designs ``z``: mean and std, each (n,)."""
+    mean, log_std = cast(tuple[jax.Array, jax.Array], model.apply(params, z))
+    return mean, jnp.exp(log_std)
+
+
 def _optimizers(settings: SurrogateSettings) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     return optax.adam(settings.learning_rate), optax.adam(settings.coms_alpha_lr)
 
