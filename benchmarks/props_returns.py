@@ -24,7 +24,10 @@ interval. Resumable and recorded: run directories in benchmarks/runs/props_retur
 (returns, sampling errors and the behaviour and PPO diagnostics logged beside them), the report
 in benchmarks/results/props_returns/report/, the summary in benchmarks/results/props_returns.json.
 
-    python benchmarks/props_returns.py --seeds 10 --workers 2 [--envs ...] [--variants props ppo] [--report-only]
+    python benchmarks/props_returns.py --seeds 10 --workers 2 [--envs ...] [--variants props ppo ppo-buffer
+        props-lr-scaled] [--report-only]
+
+``props-lr-scaled`` (ours, not run by default) is PROPS with ``--behaviour-lr-std-reference 1``.
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # PROPS itself; reports call it "props"
     "ppo": {"sampling": "on-policy", "buffer_batches": 1},
     "ppo-buffer": {"sampling": "on-policy", "buffer_batches": 2},
+    # Ours, optional: the behaviour step of the mean scaled by the target's std (over 1, the initial
+    # policy's), so it shrinks as the target narrows during learning (docs/algorithms/props.md).
+    "props-lr-scaled": {"behaviour_lr_std_reference": 1.0},
 }
 #: Variant names on the command line -> the sweep's variant keys.
-CHOICES = {"props": "default", "ppo": "ppo", "ppo-buffer": "ppo-buffer"}
+CHOICES = {"props": "default", "ppo": "ppo", "ppo-buffer": "ppo-buffer", "props-lr-scaled": "props-lr-scaled"}
 #: Metrics lines kept in the records: evaluations and sampling-error measurements (each line holds
 #: every diagnostic logged at that update: behaviour/ and loss/ included).
 KEEP = ("eval/return_mean", "sampling_error")
@@ -154,7 +160,9 @@ def main() -> None:
     chosen = {CHOICES[name]: VARIANTS[CHOICES[name]] for name in arguments.variants}
     if not arguments.report_only:
         sweep_or_records(record_name, spec_mapping(arguments, chosen), KEEP, arguments.workers, report_only=False)
-    spec = sweep_or_records(record_name, spec_mapping(arguments, VARIANTS), KEEP, arguments.workers, report_only=True)
+    reported = {CHOICES[name]: VARIANTS[CHOICES[name]] for name in sorted({"props", "ppo", "ppo-buffer",
+                                                                           *arguments.variants})}
+    spec = sweep_or_records(record_name, spec_mapping(arguments, reported), KEEP, arguments.workers, report_only=True)
 
     from hybridrl.experiments import aggregate, improvement_over, load_results, load_runs, run_scores
     from hybridrl.experiments.report import write_report
@@ -176,7 +184,7 @@ def main() -> None:
         "setting": SETTING,
         "envs": arguments.envs,
         "total_steps": arguments.total_steps,
-        "variants": spec_mapping(arguments, VARIANTS)["variants"],
+        "variants": spec_mapping(arguments, reported)["variants"],
         "per_task_return": tables,
         "probability_of_improvement_over_ppo": improvement,
         "sampling_error_during_learning": sampling_error_summary(curves),

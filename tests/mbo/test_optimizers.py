@@ -333,6 +333,11 @@ def test_cma_es_finds_the_optimum_of_a_quadratic_and_is_reproducible() -> None:
     assert np.all(np.diff(np.asarray(curve)) >= 0)  # each run's best so far never falls
     again, _ = cma_es_search(quadratic, params, starts, seed=7, settings=settings)
     np.testing.assert_array_equal(best, again)
+    # The separable CMA-ES (used above diagonal_above dimensions) finds it too.
+    separable, _ = cma_es_search(quadratic, params, starts, seed=7,
+                                 settings=CMAESSettings(sigma=0.5, max_iterations=60, aggregation="single",
+                                                        diagonal_above=2))
+    np.testing.assert_allclose(separable, np.broadcast_to(params["c"], (3, DIM)), atol=0.05)
     with pytest.raises(ConfigError, match="sigma"):
         CMAESSettings(sigma=0.0)
 

@@ -124,6 +124,8 @@ class MBOConfig:
     """cma-es: initial step size in encoded units (Design-Bench's 0.5)"""
     cma_max_iterations: int | None = 100
     """cma-es: generations per run (None: the cma library's stopping rule, as released)"""
+    cma_diagonal_above: int | None = 100
+    """cma-es: separable (diagonal) CMA-ES above this many encoded dimensions (None: always full covariance)"""
     reinforce_iterations: int = 200
     """reinforce: policy-gradient steps"""
     reinforce_batch_size: int = 2048
@@ -430,7 +432,7 @@ class MBOGroup:
         aggregation = self._aggregation()
         if self.config.optimizer == "cma-es":
             settings_cma = CMAESSettings(sigma=self.config.cma_sigma, max_iterations=self.config.cma_max_iterations,
-                                         aggregation=aggregation)
+                                         aggregation=aggregation, diagonal_above=self.config.cma_diagonal_above)
             seed = int(jax.random.randint(key, (), 0, 2**30))
             z, curve = cma_es_search(self.predict, params, self.data.start_z, seed, settings_cma)
             return self.data.encoder.decode(z), curve

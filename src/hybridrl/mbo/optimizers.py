@@ -379,14 +379,20 @@ class CMAESSettings:
     :param max_iterations: generations per run (``None``: the library's stopping rule only, which can
         take thousands of generations; ours caps it for CPU budgets, a documented deviation).
     :param aggregation: ``"single"``, ``"mean"`` or ``"min"`` over ensemble members.
+    :param diagonal_above: above this many dimensions, the separable (diagonal-covariance) CMA-ES
+        (``cma``'s ``CMA_diagonal``), whose update costs O(D) per sample instead of O(D²): 128 full
+        CMA-ES runs on Ehrlich-S (D = 608) took 12 minutes per seed on one core. ``None``: always full.
     """
 
     sigma: float = 0.5
     max_iterations: int | None = 100
     aggregation: Aggregation = "mean"
+    diagonal_above: int | None = 100
 
     def __post_init__(self) -> None:
         _check_positive_float("CMAESSettings.sigma", self.sigma)
+        if self.diagonal_above is not None:
+            _check_positive_int("CMAESSettings.diagonal_above", self.diagonal_above)
         if self.max_iterations is not None:
             _check_positive_int("CMAESSettings.max_iterations", self.max_iterations)
         _check_aggregation(self.aggregation)
@@ -413,6 +419,8 @@ def cma_es_search(predict: Predict, params: Any, z0: ArrayLike, seed: int, setti
     options: dict[str, Any] = {"verbose": -9}
     if settings.max_iterations is not None:
         options["maxiter"] = settings.max_iterations
+    if settings.diagonal_above is not None and starts.shape[1] > settings.diagonal_above:
+        options["CMA_diagonal"] = True
     runs = [cma.CMAEvolutionStrategy(start.tolist(), settings.sigma,
                                      {**options, "seed": (seed * 100_003 + index + 1) % 2**32})
             for index, start in enumerate(starts)]
