@@ -229,6 +229,12 @@ def _lucb_policy(problem: ActiveProblem) -> PolicyFunctions:
     return PolicyFunctions(query_logits, decision_logits)
 
 
+def information_gain(weights: jax.Array, profiles: jax.Array) -> jax.Array:
+    """Mutual information (nats) between each question's answer and the object, under the posterior
+    ``weights`` (m,) over the Bernoulli ``profiles`` (m, n): ``H(Σ_j w_j p_jq) − Σ_j w_j H(p_jq)``."""
+    return _bernoulli_entropy(weights @ profiles) - weights @ _bernoulli_entropy(profiles)
+
+
 def _bernoulli_entropy(p: jax.Array) -> jax.Array:
     """Entropy (nats) of Bernoulli(p), with ``0 log 0 = 0``."""
     p = jnp.clip(p, 1e-7, 1.0 - 1e-7)
@@ -248,7 +254,6 @@ def _info_gain_policy(problem: ActiveProblem) -> PolicyFunctions:
     profiles = jnp.asarray(np.clip(np.asarray(problem.hypotheses, np.float32), 0.02, 0.98))
     log_yes, log_no = jnp.log(profiles), jnp.log1p(-profiles)
     num_questions, num_objects = int(profiles.shape[1]), int(profiles.shape[0])
-    expected_entropy = _bernoulli_entropy(profiles)  # (m, n)
 
     def log_posterior(counts: jax.Array, sums: jax.Array) -> jax.Array:
         return log_yes @ sums + log_no @ (counts - sums)
@@ -256,7 +261,7 @@ def _info_gain_policy(problem: ActiveProblem) -> PolicyFunctions:
     def query_logits(params: Any, counts: jax.Array, sums: jax.Array, t: jax.Array) -> jax.Array:
         del params, t
         weights = jax.nn.softmax(log_posterior(counts, sums))
-        gain = _bernoulli_entropy(weights @ profiles) - weights @ expected_entropy
+        gain = information_gain(weights, profiles)
         return _one_hot_logits(jnp.argmax(gain), num_questions)
 
     def decision_logits(params: Any, counts: jax.Array, sums: jax.Array) -> jax.Array:

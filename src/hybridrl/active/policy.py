@@ -45,7 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hybridrl.active.baselines import DETERMINISTIC, PolicyFunctions
+from hybridrl.active.baselines import DETERMINISTIC, PolicyFunctions, information_gain
 from hybridrl.active.problems import PLUGIN_RIDGE, ActiveProblem
 from hybridrl.core.networks import MLP
 from hybridrl.errors import ConfigError
@@ -200,11 +200,7 @@ def _twenty_questions_features(problem: ActiveProblem, counts: jax.Array, sums: 
     profiles = jnp.clip(jnp.asarray(problem.hypotheses), 1e-3, 1.0 - 1e-3)  # (m, n)
     weights = jax.nn.softmax(problem.plugin_scores(counts, sums))
     predictive = weights @ profiles
-
-    def entropy(p: jax.Array) -> jax.Array:
-        return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
-
-    gain = (entropy(jnp.clip(predictive, 1e-6, 1.0 - 1e-6)) - weights @ entropy(profiles)) / math.log(2.0)
+    gain = information_gain(weights, profiles) / math.log(2.0)
     best = profiles[jnp.argmax(weights)]
     agreement = (sums - best * counts) / (0.5 * jnp.sqrt(jnp.maximum(counts, 1.0)))
     posterior_entropy = -jnp.sum(weights * jnp.log(jnp.maximum(weights, 1e-12))) / math.log(weights.shape[0])
