@@ -81,45 +81,56 @@ def restore_records(name: str, spec: Any) -> int:
 
 
 def kept_line(line: dict[str, Any], keep: tuple[str, ...]) -> bool:
-    """Whether a metrics line holds a key of ``keep`` (or, for a key ending in ``/``, one under that prefix)."""
-    return any(key in line if not key.endswith("/") else any(name.startswith(key) for name in line) for key in keep)
+    """Whether a metrics line holds a key of ``keep``; a key ending in ``/`` keeps any metric under
+    that prefix, one ending in ``*`` any metric whose name starts with the rest (``class-r*``)."""
+    def holds(key: str) -> bool:
+        if key.endswith(("/", "*")):
+            prefix = key.removesuffix("*")
+            return any(name.startswith(prefix) for name in line)
+        return key in line
+
+    return any(holds(key) for key in keep)
 
 
 def save_records(name: str, spec: Any, keep: tuple[str, ...], extra_metrics: tuple[str, ...] = ()) -> int:
-    """Condense every finished run of ``spec`` into its record, keeping the metrics lines that
+    """Condense every finished run of ``spec`` into its record (:func:`save_record`); returns how
+    many runs are recorded."""
+    from hybridrl.experiments.spec import expand_sweep
+
+    return sum(save_record(name, spec, run, keep, extra_metrics) for run in expand_sweep(spec))
+
+
+def save_record(name: str, spec: Any, run: Any, keep: tuple[str, ...], extra_metrics: tuple[str, ...] = ()) -> bool:
+    """Condense run ``run`` of ``spec``, if finished, into its record, keeping the metrics lines that
     hold any key in ``keep`` (a key ending in ``/`` keeps every metric under that prefix, e.g.
     ``ope/``), also from the run's ``extra_metrics`` files (e.g. ``online`` for a phase with a
-    metrics file of its own); returns how many runs are recorded."""
+    metrics file of its own); returns whether it was recorded."""
     from hybridrl.core.io import atomic_write_json
     from hybridrl.core.logging import read_metrics
-    from hybridrl.experiments.spec import expand_sweep
     from hybridrl.runs import is_finished
 
-    saved = 0
-    for run in expand_sweep(spec):
-        if not is_finished(run.run_dir):
-            continue
-        files = {file_name: json.loads((run.run_dir / file_name).read_text()) for file_name in RECORDED_FILES}
-        # Provenance first: the command that ran the sweep, this run's seed, and the commit and
-        # machine the run itself was trained with (from its config.json).
-        # A run recorded before keeps the command that trained it (re-recording, e.g. --report-only, trains nothing).
-        record_path = _record_path(name, spec, run.run_dir)
-        command = json.loads(record_path.read_text()).get("command") if record_path.is_file() else None
-        record: dict[str, Any] = {"command": command or _command(), "seeds": [run.seed],
-                                  "git_commit": files["config.json"].get("git_commit"),
-                                  "machine": files["config.json"].get("machine"), **files}
-        record["metrics"] = [line for line in read_metrics(run.run_dir) if kept_line(line, keep)]
-        record["extra_metrics"] = {
-            f"{folder}/metrics.jsonl": [line for line in read_metrics(run.run_dir / folder) if kept_line(line, keep)]
-            for folder in extra_metrics if (run.run_dir / folder / "metrics.jsonl").is_file()}
-        atomic_write_json(record_path, record)
-        saved += 1
-    return saved
+    if not is_finished(run.run_dir):
+        return False
+    files = {file_name: json.loads((run.run_dir / file_name).read_text()) for file_name in RECORDED_FILES}
+    # Provenance first: the command that ran the sweep, this run's seed, and the commit and
+    # machine the run itself was trained with (from its config.json).
+    # A run recorded before keeps the command that trained it (re-recording, e.g. --report-only, trains nothing).
+    record_path = _record_path(name, spec, run.run_dir)
+    command = json.loads(record_path.read_text()).get("command") if record_path.is_file() else None
+    record: dict[str, Any] = {"command": command or _command(), "seeds": [run.seed],
+                              "git_commit": files["config.json"].get("git_commit"),
+                              "machine": files["config.json"].get("machine"), **files}
+    record["metrics"] = [line for line in read_metrics(run.run_dir) if kept_line(line, keep)]
+    record["extra_metrics"] = {
+        f"{folder}/metrics.jsonl": [line for line in read_metrics(run.run_dir / folder) if kept_line(line, keep)]
+        for folder in extra_metrics if (run.run_dir / folder / "metrics.jsonl").is_file()}
+    atomic_write_json(record_path, record)
+    return True
 
 
 def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...], workers: int,
                    extra_metrics: tuple[str, ...] = ()) -> Any:
-    """Run a sweep resumably: restore records, run what is left, record what finished.
+    """Run a sweep resumably: restore records, run what is left, record each run as it finishes.
 
     :returns: the loaded :class:`~hybridrl.experiments.spec.SweepSpec`.
     """
@@ -128,8 +139,13 @@ def recorded_sweep(name: str, spec_mapping: dict[str, Any], keep: tuple[str, ...
 
     spec = load_sweep_spec(spec_mapping)
     restored = restore_records(name, spec)
-    summary = run_sweep(spec, workers=workers, on_outcome=lambda outcome: print(
-        f"{outcome.status:8s} {outcome.run.run_dir} {outcome.wall_time_s:.0f}s {outcome.error or ''}", flush=True))
+
+    def on_outcome(outcome: Any) -> None:
+        print(f"{outcome.status:8s} {outcome.run.run_dir} {outcome.wall_time_s:.0f}s {outcome.error or ''}", flush=True)
+        # Recorded as each run finishes, so a sweep cut short keeps what it finished.
+        save_record(name, spec, outcome.run, keep, extra_metrics)
+
+    summary = run_sweep(spec, workers=workers, on_outcome=on_outcome)
     saved = save_records(name, spec, keep, extra_metrics)
     print(f"{name}: {restored} runs restored from records, {len(summary.failed)} failed, {saved} recorded")
     return spec

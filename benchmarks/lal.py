@@ -75,20 +75,25 @@ def main() -> None:
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
 
-    keep = ("robust/", "imitation/", "class-r", "prior/")
+    keep = ("robust/", "imitation/", "class-r*", "prior/")
     specs = []
-    for experiment in arguments.problems:
-        problem, overrides, seeds = EXPERIMENTS[experiment]
+    for experiment, (problem, overrides, seeds) in EXPERIMENTS.items():
+        # The summary covers every experiment with records, not only those run now, so that running
+        # an ablation later does not drop the main experiments from lal.json and the report.
+        recorded = (RESULTS_DIR / NAME / experiment).is_dir()
+        if experiment not in arguments.problems and not recorded:
+            continue
         mapping = {"name": f"{NAME}-{experiment}", "output": f"benchmarks/runs/{NAME}/{experiment}",
                    "algorithm": "lal", "problem": [problem], "preset": arguments.preset,
                    "seeds": seeds or arguments.seeds, "overrides": overrides}
+        report_only = arguments.report_only or experiment not in arguments.problems
         specs.append((experiment, sweep_or_records(f"{NAME}/{experiment}", mapping, keep, arguments.workers,
-                                                   arguments.report_only)))
+                                                   report_only)))
 
     summary = summarize(collect(specs))
     report = write_report(summary, RESULTS_DIR / NAME / "report", arguments)
     write_result(NAME, list(range(arguments.seeds)), {
-        "benchmark": NAME, "preset": arguments.preset, "problems": arguments.problems, **summary,
+        "benchmark": NAME, "preset": arguments.preset, "problems": [experiment for experiment, _ in specs], **summary,
         "report": str(report.relative_to(REPOSITORY)), "paper": PAPER, "peak_memory_mb": peak_memory_mb(),
     })
 

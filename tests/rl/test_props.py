@@ -314,6 +314,32 @@ def test_reference_replay_samples_the_stored_targets_on_policy(tmp_path: Path, m
         smoke_config(env="Pendulum-v1", sampling_error_reference=True)
 
 
+def test_sampling_error_is_measured_under_the_target_the_buffer_was_collected_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the released code: before the target update, so neither the buffer nor the on-policy
+    # reference is scored under a target already trained on the buffer.
+    from hybridrl.rl import props
+
+    config = smoke_config(env="Pendulum-v1", sampling_error_interval=256, sampling_error_reference=True)
+    scored_under: list[Any] = []
+    monkeypatch.setattr(props, "sampling_error", lambda policy, params, observations, actions, fit_epochs:
+                        scored_under.append(params) or 1.0)
+    trainer = PROPSTrainer(config, tmp_path / "run")
+    try:
+        trainer.collect_rollout()
+        collected_for = trainer.target_history[-1]
+        scalars = trainer.update()
+        updated = jax.device_get(trainer.state.params["policy"])
+    finally:
+        trainer.close()
+    assert scalars["sampling_error"] == scalars["sampling_error_reference"] == 1.0
+    assert len(scored_under) == 2
+    for params in scored_under:
+        assert_trees_equal(params, collected_for)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(updated),
+                                                         jax.tree_util.tree_leaves(collected_for), strict=True))
+
+
 def test_fixed_target_is_never_updated_and_sampling_error_is_logged(tmp_path: Path) -> None:
     expert = runs.train("ppo", preset="smoke", run_dir=tmp_path / "expert", env="Pendulum-v1")
     result = runs.train("props", preset="smoke", run_dir=tmp_path / "fixed", env="Pendulum-v1",

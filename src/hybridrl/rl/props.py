@@ -620,8 +620,17 @@ class PROPSTrainer(PPOTrainer):
     # -- updates -------------------------------------------------------------------------------
 
     def update(self) -> dict[str, float]:
-        """Target update on the whole buffer (skipped with a fixed target), then a behaviour update."""
+        """Sampling error (at its interval), then the target update on the whole buffer (skipped
+        with a fixed target), then a behaviour update."""
         config = self.config
+        # Measured before the target update, as the released code does: the buffer was collected
+        # for the current target, which has not yet been trained on it (the updated target has, and
+        # has moved by up to target_kl, as much as the errors measured).
+        measured: dict[str, float] = {}
+        if interval_crossed(self.global_step - config.batch_size, self.global_step, config.sampling_error_interval):
+            measured["sampling_error"] = self.buffer_sampling_error()
+            if config.sampling_error_reference:
+                measured["sampling_error_reference"] = self.reference_sampling_error()
         previous_target = self.state.params["policy"]
         scalars = {} if config.fixed_target is not None else self.update_target()
         self.iteration += 1
@@ -630,11 +639,7 @@ class PROPSTrainer(PPOTrainer):
         if self._behaviour_metrics:
             for name in self._behaviour_metrics[0]:
                 scalars[name] = float(np.mean([metrics[name] for metrics in self._behaviour_metrics]))
-        if interval_crossed(self.global_step - config.batch_size, self.global_step, config.sampling_error_interval):
-            scalars["sampling_error"] = self.buffer_sampling_error()
-            if config.sampling_error_reference:
-                scalars["sampling_error_reference"] = self.reference_sampling_error()
-        return scalars
+        return {**scalars, **measured}
 
     def _buffer_view(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised observations and actions of ``rows``, time-major ``(rows, envs, ...)``."""
