@@ -71,6 +71,19 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_exactly(tmp_path: Path) 
     assert steps == [1, 2, 3]
 
 
+def test_a_run_resumed_after_its_last_epoch_keeps_the_constraint_diagnostics(tmp_path: Path) -> None:
+    # Interrupted during the search: the resumed run trains no epoch, so where the constraint ended
+    # comes from the log.
+    config = smoke_config(epochs=3, regularizer="ignite")
+    straight = runs.start(SPEC, config, tmp_path / "straight").final
+    runs.write_run_config(tmp_path / "paused", SPEC, config)
+    _, _, resumed = pause_then_resume(lambda: MBOTrainer(config, tmp_path / "paused"), stop_at_step=3)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "paused" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the resumed trainer went straight to the search
+    for key in ("ignite/sharpness_end", "ignite/multiplier_end", "ignite/constraint_holds"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-6)
+
+
 @pytest.mark.parametrize("optimizer", ["evolution", "reinforce", "cma-es", "cbas"])
 def test_ehrlich_runs_report_the_feasible_fraction(tmp_path: Path, optimizer: str) -> None:
     final = train_seeds([smoke_config(task="ehrlich-s", optimizer=optimizer)], [tmp_path])[0]

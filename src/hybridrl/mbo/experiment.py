@@ -34,7 +34,7 @@ import numpy as np
 
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.checkpoint import load_checkpoint, read_checkpoint_step, save_checkpoint
-from hybridrl.core.logging import RunLogger
+from hybridrl.core.logging import RunLogger, read_metrics
 from hybridrl.core.seeding import Seeder, check_seed_configs, groups_by_step
 from hybridrl.errors import ConfigError
 from hybridrl.mbo.cbas import CbASSettings, cbas_search
@@ -410,9 +410,17 @@ class MBOGroup:
         summary: dict[str, Any] = {"ignite/epsilon": self.ignite.epsilon,
                                    "ignite/multiplier_lr": self.ignite.multiplier_lr,
                                    "ignite/dual_step_ratio": self.dual_step_ratio}
+        logged: dict[str, float] = {}
+        if not self.last_train_metrics:
+            # Resumed after the last epoch (e.g. interrupted during the search): the last epoch's
+            # values are those this seed logged.
+            for line in read_metrics(self.run_dirs[index]):
+                logged.update({name: value for name, value in line.items() if name.startswith("train/")})
         for name in ("sharpness", "multiplier"):
             if f"train/{name}" in self.last_train_metrics:
                 summary[f"ignite/{name}_end"] = float(np.mean(self.last_train_metrics[f"train/{name}"][members]))
+            elif f"train/{name}" in logged:
+                summary[f"ignite/{name}_end"] = float(logged[f"train/{name}"])
         if "ignite/sharpness_end" in summary:
             summary["ignite/constraint_holds"] = bool(summary["ignite/sharpness_end"] <= self.ignite.epsilon)
         return summary
