@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,9 +122,13 @@ def test_worst_case_is_at_least_the_boundary_mean() -> None:
     problem = make_problem("thresholds")
     uniform = baseline_policies(problem)["uniform"]
     settings = EvaluationSettings(instances=128, rollouts=8, ascent_instances=8, ascent_steps=2, finalists=8,
-                                  finalist_rollouts=64, natural_instances=32)
+                                  finalist_rollouts=64, confirm_finalists=2, confirm_rollouts=256,
+                                  natural_instances=32)
     result = worst_case(uniform, None, problem, problem.classes[1], jax.random.key(0), settings)
     assert 0.0 <= result["boundary_mean"] <= result["worst"] <= 1.0
+    # The reported worst case is a mean of confirm_rollouts losses in [0, 1]: its standard error is
+    # at most 0.5 / sqrt(n - 1).
+    assert 0.0 <= result["worst_se"] <= 0.5 / math.sqrt(settings.confirm_rollouts - 1)
 
 
 def test_the_fresh_adversary_catches_a_policy_that_depends_on_the_answer_level() -> None:

@@ -268,6 +268,12 @@ def mean_losses(policy: PolicyFunctions, params: Any, problem: ActiveProblem, th
     The episodes run in chunks of :data:`EPISODE_CHUNK` through one compiled program per policy,
     whatever B and the rollout count.
     """
+    return episode_losses(policy, params, problem, thetas, key, num_rollouts).mean(axis=-1)
+
+
+def episode_losses(policy: PolicyFunctions, params: Any, problem: ActiveProblem, thetas: jax.Array, key: jax.Array,
+                   num_rollouts: int) -> jax.Array:
+    """Each instance's ``num_rollouts`` episode losses, ``(B, num_rollouts)`` (see :func:`mean_losses`)."""
     count = thetas.shape[0] * num_rollouts
     episodes = jnp.repeat(thetas, num_rollouts, axis=0)
     padded = -(-count // EPISODE_CHUNK) * EPISODE_CHUNK
@@ -275,7 +281,7 @@ def mean_losses(policy: PolicyFunctions, params: Any, problem: ActiveProblem, th
     losses = [_episode_losses(policy, params, problem, episodes[start:start + EPISODE_CHUNK],
                               jax.random.fold_in(key, start // EPISODE_CHUNK))
               for start in range(0, padded, EPISODE_CHUNK)]
-    return jnp.concatenate(losses)[:count].reshape(thetas.shape[0], num_rollouts).mean(axis=-1)
+    return jnp.concatenate(losses)[:count].reshape(thetas.shape[0], num_rollouts)
 
 
 def refresh_particles(state: TrainState, key: jax.Array, radii: jax.Array, targets: jax.Array | None = None, *,
@@ -410,7 +416,11 @@ class EvaluationSettings:
     Screen ``instances`` fresh boundary instances with ``rollouts`` episodes each; take the hardest
     ``ascent_instances`` a further ``ascent_steps`` score-function ascent steps; re-estimate the
     ``finalists`` hardest of all with ``finalist_rollouts`` fresh episodes (the winner's curse: the
-    screening estimates of the hardest instances are biased upward) and report the largest.
+    screening estimates of the hardest instances are biased upward); re-estimate the
+    ``confirm_finalists`` hardest of those once more with ``confirm_rollouts`` fresh episodes and
+    report the largest, with its standard error. 512 episodes leave a standard error of about 0.011
+    at a loss of 0.07 and 0.022 at 0.5, as large as the 0.01 and 0.02 bars the benchmark judges;
+    4096 bring it to 0.004 and 0.008.
 
     Before the ascent, ``invariance_copies`` transformed copies of each of the ``ascent_instances``
     hardest screened instances (:meth:`~hybridrl.active.problems.ActiveProblem.invariance_copies`:
@@ -429,6 +439,8 @@ class EvaluationSettings:
     ascent_step: float = 0.1
     finalists: int = 16
     finalist_rollouts: int = 512
+    confirm_finalists: int = 4
+    confirm_rollouts: int = 4096
     natural_instances: int = 1024
     natural_rollouts: int = 8
 
@@ -460,8 +472,16 @@ def worst_case(policy: PolicyFunctions, params: Any, problem: ActiveProblem, r: 
     candidate_losses.append(mean_losses(policy, params, problem, ascending, last_key, settings.rollouts))
     pool = jnp.concatenate(candidates)
     finalists = pool[jnp.argsort(-jnp.concatenate(candidate_losses))[:settings.finalists]]
-    final_losses = mean_losses(policy, params, problem, finalists, final_key, settings.finalist_rollouts)
-    return {"worst": float(jnp.max(final_losses)), "boundary_mean": float(jnp.mean(screen_losses))}
+    final_losses = episode_losses(policy, params, problem, finalists, final_key, settings.finalist_rollouts)
+    if settings.confirm_finalists:
+        finalists = finalists[jnp.argsort(-final_losses.mean(axis=-1))[:settings.confirm_finalists]]
+        final_losses = episode_losses(policy, params, problem, finalists, jax.random.fold_in(final_key, 1),
+                                      settings.confirm_rollouts)
+    means = final_losses.mean(axis=-1)
+    hardest = jnp.argmax(means)
+    standard_error = jnp.std(final_losses[hardest], ddof=1) / jnp.sqrt(final_losses.shape[-1])
+    return {"worst": float(means[hardest]), "worst_se": float(standard_error),
+            "boundary_mean": float(jnp.mean(screen_losses))}
 
 
 def natural_loss(policy: PolicyFunctions, params: Any, problem: ActiveProblem, key: jax.Array,
@@ -484,6 +504,7 @@ def evaluate_policies(policies: dict[str, tuple[PolicyFunctions, Any]], problem:
         per_class = [worst_case(functions, params, problem, r, jax.random.fold_in(key, index), settings)
                      for index, r in enumerate(classes)]
         table[name] = {"worst": [row["worst"] for row in per_class],
+                       "worst_se": [row["worst_se"] for row in per_class],
                        "boundary_mean": [row["boundary_mean"] for row in per_class],
                        "natural": natural_loss(functions, params, problem, jax.random.fold_in(key, 1_000_003),
                                                settings)}
@@ -579,6 +600,10 @@ class LALConfig:
     """evaluation: hardest instances re-estimated with fresh episodes"""
     eval_finalist_rollouts: int = 512
     """evaluation: episodes per finalist"""
+    eval_confirm_finalists: int = 4
+    """evaluation: hardest finalists re-estimated once more (0: report the finalists' largest)"""
+    eval_confirm_rollouts: int = 4096
+    """evaluation: episodes per confirmed finalist (standard error about 0.004 at a loss of 0.07)"""
     natural_instances: int = 1024
     """evaluation: natural instances for the average loss"""
     log_every: int = 25
@@ -596,7 +621,8 @@ class LALConfig:
         positive = ("hidden_size", "num_layers", "class_iterations", "prior_iterations", "robust_iterations",
                     "particles", "adversary_every", "refresh_every", "refresh_candidates", "eval_instances",
                     "eval_rollouts", "eval_finalists", "eval_finalist_rollouts", "natural_instances", "log_every",
-                    "checkpoint_every", "eval_ascent_instances", "gap_finalists", "gap_rollouts")
+                    "checkpoint_every", "eval_ascent_instances", "gap_finalists", "gap_rollouts",
+                    "eval_confirm_rollouts")
         if self.imitation_steps < 0:
             raise ConfigError(f"imitation_steps must be >= 0, got {self.imitation_steps}")
         for name in positive:
@@ -616,6 +642,9 @@ class LALConfig:
                               f"({self.refresh_candidates})")
         if self.eval_finalists > self.eval_instances or self.eval_ascent_instances > self.eval_instances:
             raise ConfigError("eval_finalists and eval_ascent_instances cannot exceed eval_instances")
+        if not 0 <= self.eval_confirm_finalists <= self.eval_finalists:
+            raise ConfigError(f"eval_confirm_finalists ({self.eval_confirm_finalists}) must lie in [0, eval_finalists "
+                              f"= {self.eval_finalists}]: they are the hardest finalists, re-estimated")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         problem = self.make_problem()
@@ -646,6 +675,8 @@ class LALConfig:
                                   ascent_instances=self.eval_ascent_instances, ascent_steps=self.eval_ascent_steps,
                                   ascent_step=self.adversary_step, finalists=self.eval_finalists,
                                   finalist_rollouts=self.eval_finalist_rollouts,
+                                  confirm_finalists=self.eval_confirm_finalists,
+                                  confirm_rollouts=self.eval_confirm_rollouts,
                                   natural_instances=self.natural_instances,
                                   invariance_copies=self.eval_invariance_copies)
 
@@ -659,7 +690,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "gap_finalists": 2, "gap_rollouts": 16,
               "particles": 4, "rollouts": 4, "refresh_candidates": 8, "eval_instances": 32, "eval_rollouts": 4,
               "eval_ascent_instances": 4, "eval_ascent_steps": 0, "eval_finalists": 4,
-              "eval_finalist_rollouts": 16, "natural_instances": 32, "log_every": 5, "checkpoint_every": 5},
+              "eval_finalist_rollouts": 16, "eval_confirm_finalists": 2, "eval_confirm_rollouts": 32,
+              "natural_instances": 32, "log_every": 5, "checkpoint_every": 5},
     "cpu": {},
     "paper": {"hidden_size": 128, "class_iterations": 3000, "prior_iterations": 3000, "robust_iterations": 5000,
               "particles": 64, "eval_instances": 2048, "eval_rollouts": 64, "eval_ascent_steps": 20},
@@ -903,8 +935,11 @@ def flat_metrics(table: dict[str, Any]) -> dict[str, Any]:
     for name, row in table["policies"].items():
         metrics[f"max_gap/{name}"] = row["max_gap"]
         metrics[f"natural/{name}"] = row["natural"]
-        for r, worst in zip(table["classes"], row["worst"], strict=True):
-            metrics[f"worst/{name}/r{r:g}"] = worst
+        for index, r in enumerate(table["classes"]):
+            metrics[f"worst/{name}/r{r:g}"] = row["worst"][index]
+            if "worst_se" in row:
+                metrics[f"worst_se/{name}/r{r:g}"] = row["worst_se"][index]
+            metrics[f"boundary_mean/{name}/r{r:g}"] = row["boundary_mean"][index]
     metrics["classes"] = table["classes"]
     metrics["envelope"] = table["envelope"]
     return metrics
