@@ -196,6 +196,10 @@ def policy_step(state: TrainState, key: jax.Array, thetas: jax.Array, targets: j
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss/mean": losses.mean(), "loss/worst_particle": worst.max(), "gap/max": gaps.max(),
                "hedge/max_weight": class_weights.max(), "gradient_norm": optax.tree.norm(gradient)}
+    # Per class k (in the order of the class boundaries): the measured gap and Hedge's weight.
+    for k in range(classes):
+        metrics[f"gap/class{k}"] = gaps[k]
+        metrics[f"hedge/weight/class{k}"] = class_weights[k]
     return state.replace(params=params, opt_state=opt_state, gaps=gaps, iteration=state.iteration + 1), metrics
 
 
@@ -942,6 +946,8 @@ def flat_metrics(table: dict[str, Any]) -> dict[str, Any]:
             metrics[f"boundary_mean/{name}/r{r:g}"] = row["boundary_mean"][index]
     metrics["classes"] = table["classes"]
     metrics["envelope"] = table["envelope"]
+    if "targets" in table:  # the envelope robust training aimed at, to compare with the fresh adversary's
+        metrics["targets"] = table["targets"]
     return metrics
 
 
