@@ -55,6 +55,26 @@ def test_workers_use_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
                     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and at least 2 cores")
+def test_workers_share_out_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Configured in this process (a spawned worker could not report back which worker it was):
+    # the pool's workers take the cores in turn, k-th worker cores[k::pool_size].
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+    cores = sorted(os.sched_getaffinity(0))
+    next_slot = get_context("spawn").Value("i", 0)
+    try:
+        configure_worker(cores, 2, next_slot)
+        first = os.sched_getaffinity(0)
+        configure_worker(cores, 2, next_slot)
+        second = os.sched_getaffinity(0)
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert first == set(cores[0::2]) and second == set(cores[1::2])
+    assert next_slot.value == 2
+
+
 @pytest.mark.slow
 def test_failed_run_is_recorded_and_others_go_on_then_finished_runs_are_skipped(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -276,13 +276,25 @@ def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return {**_THREAD_ENVIRONMENT, "XLA_FLAGS": " ".join([*existing_flags, *added])}
 
 
-def configure_worker() -> None:
+def configure_worker(cores: Sequence[int] = (), pool_size: int = 1, next_slot: Any = None) -> None:
     """Set up a local worker process: one thread for BLAS and XLA, and exit when the sweep dies.
 
     Runs as the pool initializer, before the worker imports JAX or starts a run, so the thread
     settings take effect when XLA creates its CPU client.
+
+    :param cores: with ``next_slot``, the cores the pool shares out: worker k of ``pool_size`` is
+        pinned to ``cores[k::pool_size]``, so that XLA, which sizes its CPU thread pool by the cores
+        a process may use and ignores the thread flags above, keeps to its share. Two `cpu`-preset
+        dynamics trainings side by side on 2 cores made 10 % more steps pinned than not.
+    :param pool_size: workers in the pool.
+    :param next_slot: a shared ``multiprocessing.Value`` counting the workers started.
     """
     os.environ.update(worker_environment())
+    if cores and next_slot is not None and hasattr(os, "sched_setaffinity"):
+        with next_slot.get_lock():
+            slot = next_slot.value
+            next_slot.value += 1
+        os.sched_setaffinity(0, set(cores[slot % pool_size::pool_size]))
     parent = multiprocessing.parent_process()
     if parent is not None:
         # Without this a worker outlives a killed sweep, finishes its run and then waits forever.
@@ -366,8 +378,13 @@ def _run_local(runs: Sequence[RunSpec], workers: int, record: Callable[[RunOutco
     context = multiprocessing.get_context("spawn")
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=context,
-                                   initializer=configure_worker)
+        size = min(workers, len(queue))
+        # The cores shared out among the workers (see configure_worker); a new pool numbers its workers afresh.
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        shared_out = 1 < size <= len(cores)
+        initargs = (cores, size, context.Value("i", 0)) if shared_out else ((), 1, None)
+        return ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=configure_worker,
+                                   initargs=initargs)
 
     pool = new_pool()
     in_flight: dict[Future[list[RunOutcome]], tuple[RunSpec, ...]] = {}
