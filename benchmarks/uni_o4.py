@@ -22,8 +22,10 @@ evaluation and the `ope/`, `critic/`, `dynamics/`, `bc/` and `ppo/` diagnostics)
 * scratch: PPO (its `cpu` preset, our tuned from-scratch settings) for the same online budget on
   each dataset's environment.
 
-Baselines and Uni-O4 run dataset by dataset (mediums first), so an interrupted sweep leaves whole
-rows. Each run's score is its final evaluation over `--final-eval-episodes` (50) episodes.
+Baselines, then Uni-O4, each one sweep over every dataset, seed by seed (seed 0 on every dataset,
+then seed 1, ...), each run recorded as it finishes, so an interrupted sweep leaves every row with
+its finished seeds and no worker idles at a dataset's last seed. Each run's score is its final
+evaluation over `--final-eval-episodes` (50) episodes.
 
     python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch] [--report-only]
 """
@@ -134,11 +136,12 @@ def main() -> None:
                 "dataset": list(datasets), "preset": arguments.preset, "seeds": arguments.seeds,
                 "overrides": overrides}
 
-    # Dataset by dataset, so that an interrupted sweep leaves whole rows of the table.
-    for dataset in arguments.datasets:
-        sweep_or_records(f"{NAME}/baselines", baselines_spec([dataset]), KEEP, arguments.workers, skip("baselines"))
-        sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec([dataset]), KEEP, arguments.workers, skip("uni-o4"),
-                         extra_metrics=("online",))
+    # Every dataset in one sweep each (runs are recorded as they finish), so that no worker idles
+    # at the end of each dataset's last seed; the sweeps run seed by seed over the datasets.
+    sweep_or_records(f"{NAME}/baselines", baselines_spec(arguments.datasets), KEEP, arguments.workers,
+                     skip("baselines"))
+    sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec(arguments.datasets), KEEP, arguments.workers, skip("uni-o4"),
+                     extra_metrics=("online",))
     scratch = None
     if arguments.online_steps:
         scratch = sweep_or_records(f"{NAME}/scratch", {
