@@ -156,6 +156,7 @@ def main() -> None:
     offline_scores: dict[str, dict[str, list[float]]] = {name: {} for name in arguments.datasets}
     fidelity: dict[str, dict[str, list[float]]] = {name: {} for name in arguments.datasets}
     amq_points: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    survival: dict[str, list[dict[str, Any]]] = {}
     curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     wall: dict[str, list[float]] = {}
     runs = [*expand_sweep(load_sweep_spec(baselines_spec(arguments.datasets))),
@@ -179,6 +180,7 @@ def main() -> None:
             if f"offline/ope_spearman_{name}" in final:
                 fidelity[run.task].setdefault(name, []).append(float(final[f"offline/ope_spearman_{name}"]))
         amq_points.setdefault(run.task, []).append(_amq_and_true_returns(run.run_dir, reference))
+        survival.setdefault(run.task, []).append(_survival(run.run_dir))
         wall.setdefault("uni-o4", []).append(float(final.get("offline/wall_time_s", 0.0)))
         if arguments.online_steps and (run.run_dir / "online").is_dir():
             steps, returns = _curve(run.run_dir / "online")
@@ -199,8 +201,10 @@ def main() -> None:
     fidelity_table = {dataset: {name: _mean_and_values(values) for name, values in entry.items()}
                       for dataset, entry in fidelity.items() if entry}
     online_table = {dataset: _online_summary(methods) for dataset, methods in curves.items()}
+    survival_table = {dataset: _survival_summary(runs) for dataset, runs in survival.items()
+                      if any(len(run["model"]) for run in runs)}
     report = write_report(offline_table, comparisons, fidelity_table, amq_points, online_table, curves,
-                          RESULTS_DIR / NAME / "report", arguments)
+                          RESULTS_DIR / NAME / "report", arguments, survival_table)
     write_result(NAME, list(range(arguments.seeds)), {
         "benchmark": NAME,
         "datasets": arguments.datasets,
@@ -212,6 +216,7 @@ def main() -> None:
         "offline_normalized_score": offline_table,
         "offline_comparisons": comparisons,
         "amq_rank_correlation": fidelity_table,
+        "amq_survival": survival_table,
         "online": online_table,
         "mean_offline_wall_time_s": {method: float(np.mean(values)) for method, values in wall.items()},
         "report": str(report.relative_to(REPOSITORY)),
@@ -230,6 +235,53 @@ def _amq_and_true_returns(run_dir: Path, reference: tuple[float, float]) -> tupl
         scores += [line[f"ope/score_{index}"] for index in members]
         returns += [line[f"ope/true_return_{index}"] for index in members]
     return np.asarray(scores, dtype=np.float64), _normalize(np.asarray(returns), reference)
+
+
+def _survival(run_dir: Path) -> dict[str, Any]:
+    """A Uni-O4 run's survival at its AM-Q rounds: every member-round's survival in the model (from
+    AM-Q's start states, random dataset states) and in the real env (from reset), both within the
+    horizon; and the dataset's own survival from AM-Q's start states (steps to the end of each start
+    state's episode if it ended in a termination, else the whole horizon), which is what the model's
+    survival of a behaviour-like policy should match: the real survival from reset is not comparable."""
+    from hybridrl.core.logging import read_metrics
+    from hybridrl.core.seeding import Seeder
+    from hybridrl.data import load_dataset
+    from hybridrl.runs import read_run_config
+
+    _, config = read_run_config(run_dir)
+    model, real = [], []
+    for line in read_metrics(run_dir):
+        members = sorted(int(key.rsplit("_", 1)[1]) for key in line if key.startswith("ope/true_survival_"))
+        model += [line[f"ope/model_survival_{index}"] for index in members]
+        real += [line[f"ope/true_survival_{index}"] for index in members]
+    dataset = load_dataset(config.dataset if "/" in config.dataset else f"hybridrl/{config.dataset}", validate=False)
+    size = int(dataset.episode_starts[-1])
+    # The start states AM-Q drew (uni_o4.py: the "ope-starts" stream of the run's seed).
+    starts = Seeder(config.seed).numpy("ope-starts").integers(0, size, size=config.ope_start_states)
+    episode = np.searchsorted(dataset.episode_starts, starts, side="right") - 1
+    ends = dataset.episode_starts[episode + 1]
+    terminated = np.asarray(dataset.transitions.terminations, dtype=bool)[ends - 1]
+    data_survival = np.where(terminated, np.minimum(ends - starts, config.ope_horizon), config.ope_horizon)
+    return {"model": np.asarray(model, float), "real": np.asarray(real, float),
+            "data_from_starts": float(data_survival.mean()), "horizon": int(config.ope_horizon)}
+
+
+def _survival_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over a dataset's runs: mean survival in the model, of the data from the same states, and real
+    from reset; their rank correlation over member-rounds; and the model's survival of the member-rounds
+    that really fell within half the horizon against the others'."""
+    from hybridrl.experiments.statistics import spearman
+
+    model = np.concatenate([run["model"] for run in runs])
+    real = np.concatenate([run["real"] for run in runs])
+    fell = real < runs[0]["horizon"] / 2
+    return {"model_survival": float(model.mean()), "data_survival_from_amq_starts":
+            float(np.mean([run["data_from_starts"] for run in runs])), "real_survival_from_reset": float(real.mean()),
+            "spearman_model_real": spearman(model, real), "member_rounds": int(model.size),
+            "member_rounds_that_fell": int(fell.sum()),
+            "model_survival_of_those_that_fell": float(model[fell].mean()) if fell.any() else None,
+            "model_survival_of_the_others": float(model[~fell].mean()) if (~fell).any() else None,
+            "horizon": runs[0]["horizon"], "runs": len(runs)}
 
 
 def _mean_and_values(values: list[float]) -> dict[str, Any]:
@@ -283,7 +335,8 @@ def _online_summary(methods: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> 
 
 def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity: dict[str, Any],
                  amq_points: dict[str, list[tuple[np.ndarray, np.ndarray]]], online: dict[str, Any],
-                 curves: dict[str, Any], folder: Path, arguments: argparse.Namespace) -> Path:
+                 curves: dict[str, Any], folder: Path, arguments: argparse.Namespace,
+                 survival: dict[str, Any] | None = None) -> Path:
     """report.md: the offline table with its verdicts, AM-Q's rank correlation with true return (and its
     scatter), the online table and the fine-tuning curves."""
     import matplotlib
@@ -340,6 +393,23 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
             plt.close(figure)
             lines += ["", "![AM-Q score against true return, every member at every round, one colour per run]"
                           "(amq_vs_true.png)"]
+    if survival:
+        lines += ["", "## Survival in the model", "",
+                  "Steps a member's branches stay alive within AM-Q's horizon: in the model from AM-Q's start states "
+                  "(random dataset states); the dataset's own survival from those same states (steps to the end of "
+                  "their episodes where they ended in a fall), which a behaviour-like policy's model survival "
+                  "should match; and in the real env from reset (not comparable with the two before: a reset is "
+                  "the start of an episode, a random state is half-way). *fell*: member-rounds whose real "
+                  "episodes ended within half the horizon; does the model see it?", "",
+                  "| dataset | horizon | model | data, same states | real, from reset | Spearman model-real "
+                  "| fell / member-rounds | model survival: fell vs others |", "|---|---|---|---|---|---|---|---|"]
+        for dataset, entry in survival.items():
+            fell = entry["model_survival_of_those_that_fell"]
+            contrast = (f"{fell:.0f} vs {entry['model_survival_of_the_others']:.0f}" if fell is not None else "–")
+            lines.append(f"| {dataset} | {entry['horizon']} | {entry['model_survival']:.0f} | "
+                         f"{entry['data_survival_from_amq_starts']:.0f} | {entry['real_survival_from_reset']:.0f} | "
+                         f"{entry['spearman_model_real']:+.2f} | {entry['member_rounds_that_fell']} / "
+                         f"{entry['member_rounds']} | {contrast} |")
     if online:
         lines += ["", f"## Online fine-tuning ({arguments.online_steps:,} env steps)", "",
                   "| dataset | method | before fine-tuning | lowest in first quarter | final "
