@@ -249,11 +249,12 @@ def _survival(run_dir: Path) -> dict[str, Any]:
     from hybridrl.runs import read_run_config
 
     _, config = read_run_config(run_dir)
-    model, real = [], []
+    model, real, saturation = [], [], []
     for line in read_metrics(run_dir):
         members = sorted(int(key.rsplit("_", 1)[1]) for key in line if key.startswith("ope/true_survival_"))
         model += [line[f"ope/model_survival_{index}"] for index in members]
         real += [line[f"ope/true_survival_{index}"] for index in members]
+        saturation += [line.get(f"ope/mean_action_saturation_{index}", np.nan) for index in members]
     dataset = load_dataset(config.dataset if "/" in config.dataset else f"hybridrl/{config.dataset}", validate=False)
     size = int(dataset.episode_starts[-1])
     # The start states AM-Q drew (uni_o4.py: the "ope-starts" stream of the run's seed).
@@ -263,6 +264,7 @@ def _survival(run_dir: Path) -> dict[str, Any]:
     terminated = np.asarray(dataset.transitions.terminations, dtype=bool)[ends - 1]
     data_survival = np.where(terminated, np.minimum(ends - starts, config.ope_horizon), config.ope_horizon)
     return {"model": np.asarray(model, float), "real": np.asarray(real, float),
+            "saturation": np.asarray(saturation, float),
             "data_from_starts": float(data_survival.mean()), "horizon": int(config.ope_horizon)}
 
 
@@ -274,13 +276,22 @@ def _survival_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     model = np.concatenate([run["model"] for run in runs])
     real = np.concatenate([run["real"] for run in runs])
+    saturation = np.concatenate([run["saturation"] for run in runs])
     fell = real < runs[0]["horizon"] / 2
+
+    def mean_saturation(rows: np.ndarray) -> float | None:
+        """Mean over the rows that logged it (runs from before it was logged have none)."""
+        values = saturation[rows & np.isfinite(saturation)]
+        return float(values.mean()) if values.size else None
+
     return {"model_survival": float(model.mean()), "data_survival_from_amq_starts":
             float(np.mean([run["data_from_starts"] for run in runs])), "real_survival_from_reset": float(real.mean()),
             "spearman_model_real": spearman(model, real), "member_rounds": int(model.size),
             "member_rounds_that_fell": int(fell.sum()),
             "model_survival_of_those_that_fell": float(model[fell].mean()) if fell.any() else None,
             "model_survival_of_the_others": float(model[~fell].mean()) if (~fell).any() else None,
+            "mean_action_saturation_of_those_that_fell": mean_saturation(fell),
+            "mean_action_saturation_of_the_others": mean_saturation(~fell),
             "horizon": runs[0]["horizon"], "runs": len(runs)}
 
 
@@ -400,16 +411,23 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
                   "their episodes where they ended in a fall), which a behaviour-like policy's model survival "
                   "should match; and in the real env from reset (not comparable with the two before: a reset is "
                   "the start of an episode, a random state is half-way). *fell*: member-rounds whose real "
-                  "episodes ended within half the horizon; does the model see it?", "",
+                  "episodes ended within half the horizon; does the model see it? *saturation*: the share of mean "
+                  "action components within 1 % of the bounds at AM-Q's start states (logged from December 2026).",
+                  "",
                   "| dataset | horizon | model | data, same states | real, from reset | Spearman model-real "
-                  "| fell / member-rounds | model survival: fell vs others |", "|---|---|---|---|---|---|---|---|"]
+                  "| fell / member-rounds | model survival: fell vs others | saturation: fell vs others |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for dataset, entry in survival.items():
             fell = entry["model_survival_of_those_that_fell"]
             contrast = (f"{fell:.0f} vs {entry['model_survival_of_the_others']:.0f}" if fell is not None else "–")
+            saturated, others = (entry["mean_action_saturation_of_those_that_fell"],
+                                 entry["mean_action_saturation_of_the_others"])
+            saturation = (f"{saturated:.2f} vs {others:.2f}" if saturated is not None and others is not None
+                          else "–")
             lines.append(f"| {dataset} | {entry['horizon']} | {entry['model_survival']:.0f} | "
                          f"{entry['data_survival_from_amq_starts']:.0f} | {entry['real_survival_from_reset']:.0f} | "
                          f"{entry['spearman_model_real']:+.2f} | {entry['member_rounds_that_fell']} / "
-                         f"{entry['member_rounds']} | {contrast} |")
+                         f"{entry['member_rounds']} | {contrast} | {saturation} |")
     if online:
         lines += ["", f"## Online fine-tuning ({arguments.online_steps:,} env steps)", "",
                   "| dataset | method | before fine-tuning | lowest in first quarter | final "

@@ -17,11 +17,13 @@ from hybridrl.cli import main
 from hybridrl.core.logging import read_metrics
 from hybridrl.core.networks import GaussianPolicy
 from hybridrl.errors import ConfigError, HybridRLError
+from hybridrl.offline import bc
 from hybridrl.offline.uni_o4 import (
     OfflinePPOSettings,
     OfflinePPOState,
     UniO4Trainer,
     clip_schedule,
+    mean_action_saturation,
     replace_improved_references,
     scale_value_output,
 )
@@ -301,6 +303,20 @@ def test_members_out_of_patience_stop_and_the_others_go_on() -> None:
                        jax.tree_util.tree_map(lambda leaf: leaf[0], free.params))
 
 
+def test_mean_action_saturation_counts_components_at_the_bounds() -> None:
+    settings = bc.BCSettings(num_members=2, hidden=(8, 8), activation="relu", learning_rate=1e-3, batch_size=4,
+                             alpha=0.1, diversity="paper")
+    networks = bc.make_bc_networks(settings, 3)
+    params = bc.init_bc_state(settings, 3, 5, jax.random.PRNGKey(0)).params["members"]
+    # Member 0's mean is 0 everywhere; member 1's is tanh(3, 0.5, -3) = (0.995, 0.46, -0.995): two of
+    # three components within 1 % of the bounds.
+    params = jax.tree_util.tree_map(jnp.zeros_like, params)
+    params["mean"]["bias"] = jnp.asarray([[0.0, 0.0, 0.0], [3.0, 0.5, -3.0]])
+    observations = jax.random.normal(jax.random.PRNGKey(1), (16, 5))
+    saturation = mean_action_saturation(networks.policy, params, observations)
+    np.testing.assert_allclose(np.asarray(saturation), [0.0, 2.0 / 3.0], rtol=1e-6)
+
+
 @pytest.mark.usefixtures("minari_root")
 def test_ope_fidelity_is_logged_against_true_returns_and_reported(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -314,6 +330,8 @@ def test_ope_fidelity_is_logged_against_true_returns_and_reported(tmp_path: Path
                 "ope/true_survival_1"} <= set(line)
         # Survival within AM-Q's horizon (smoke: 10 steps), in the model and in the real env.
         assert 1 <= line["ope/model_survival_0"] <= 10 and 1 <= line["ope/true_survival_0"] <= 10
+        # The share of each member's mean action components at the bounds, a fraction.
+        assert all(0.0 <= line[f"ope/mean_action_saturation_{index}"] <= 1.0 for index in range(2))
     final = json.loads((run_dir / "final.json").read_text())
     for name in ("spearman_pooled", "spearman_within_rounds", "spearman_over_time"):
         assert f"offline/ope_{name}" in final

@@ -537,9 +537,14 @@ class UniO4Trainer(OfflineTrainer):
         ranking = ppo_state.best_scores if self.offline_config.offline_policy == "gated" else scores
         self.artefacts = dataclasses.replace(self.artefacts, ppo=ppo_state,
                                              selected=jnp.argmax(ranking).astype(jnp.int32))
-        host_metrics, host_scores, host_survival, host_improved = jax.device_get((metrics, scores, survival, improved))
+        saturation = mean_action_saturation(self.policy, ppo_state.params, self._ope_start_normalized)
+        host_metrics, host_scores, host_survival, host_improved, host_saturation = jax.device_get(
+            (metrics, scores, survival, improved, saturation))
         scalars = host_scalars(host_metrics)
         scalars.update({f"ope/score_{index}": float(score) for index, score in enumerate(host_scores)})
+        # Members drifting to the action bounds leave the data, where the model is least reliable.
+        scalars.update({f"ope/mean_action_saturation_{index}": float(value)
+                        for index, value in enumerate(host_saturation)})
         scalars.update({f"ope/model_survival_{index}": float(steps) for index, steps in enumerate(host_survival)})
         scalars["ope/replaced"] = float(np.sum(host_improved))
         if self.offline_config.ope_true_episodes:
@@ -577,6 +582,12 @@ class UniO4Trainer(OfflineTrainer):
             self.ope_key, policy_action=self._policy_action, q_value=self._q_value,
             dynamics_model=self.dynamics_model, termination=self.termination, horizon=oc.ope_horizon,
             sample=oc.ope_sample_model)
+
+    @functools.cached_property
+    def _ope_start_normalized(self) -> jax.Array:
+        normalizer = self.data.normalizer
+        return ((self.artefacts.ope_start_observations - jnp.asarray(normalizer.mean))
+                / jnp.asarray(normalizer.std))
 
     @functools.cached_property
     def _policy_action(self) -> Any:
@@ -801,6 +812,19 @@ class UniO4OnlineTrainer(PPOTrainer):
 # --------------------------------------------------------------------------------------------
 # Small pieces
 # --------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames="policy")
+def mean_action_saturation(policy: GaussianPolicy, stacked_params: Any, observations: jax.Array,
+                           threshold: float = 0.99) -> jax.Array:
+    """Per member of ``stacked_params``: the share of its mean action's components within 1 % of the
+    bounds (|μ| ≥ ``threshold``; Uni-O4's means pass through tanh, so they approach ±1 without
+    reaching it) on normalised ``observations``."""
+    def saturation(params: Any) -> jax.Array:
+        distribution = cast(DiagGaussian, policy.apply({"params": params}, observations))
+        return jnp.mean(jnp.abs(distribution.mode()) >= threshold)
+
+    return jax.vmap(saturation)(stacked_params)
 
 
 def mean_action(policy: GaussianPolicy, params: Any, observations: jax.Array) -> jax.Array:
