@@ -165,7 +165,8 @@ def adversarial_sac_updates(sac_state: SACState, discriminator_state: Discrimina
         minibatch's first ``discriminator_batch_size`` rows against as many expert rows (DAC).
     :param relabel: replace the minibatch's rewards by ``D(s, a)`` of the current discriminator
         (DAC's canonical form and AILBoost); otherwise use the stored rewards (DAC's stale mode).
-    :returns: the new states and the last update's metrics.
+    :returns: the new states and the metrics averaged over the ``num_updates`` updates (one
+        minibatch's values are noisy; the logs keep one line per interval).
     """
 
     def one_update(carry: tuple[SACState, DiscriminatorState], _: None
@@ -191,7 +192,7 @@ def adversarial_sac_updates(sac_state: SACState, discriminator_state: Discrimina
 
     (sac_state, discriminator_state), metrics = jax.lax.scan(
         one_update, (sac_state, discriminator_state), None, length=num_updates)
-    return sac_state, discriminator_state, jax.tree_util.tree_map(lambda values: values[-1], metrics)
+    return sac_state, discriminator_state, jax.tree_util.tree_map(lambda values: values.mean(axis=0), metrics)
 
 
 # --------------------------------------------------------------------------------------------
