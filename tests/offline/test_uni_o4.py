@@ -318,6 +318,15 @@ def test_mean_action_saturation_counts_components_at_the_bounds() -> None:
 
 
 @pytest.mark.usefixtures("minari_root")
+def test_the_released_selection_picks_what_the_benchmark_scores_as_it(tmp_path: Path) -> None:
+    # --select-with-online-evals fine-tunes the member that the diagnostic reports as the released
+    # code's choice: one rule, on the same selection episodes.
+    result = runs.train("uni-o4", preset="smoke", run_dir=tmp_path, dataset="hopper-medium-v5", seed=1,
+                        phase="offline", select_with_online_evals=True, ope_true_episodes=1)
+    assert result.final["offline/selected_policy"] == result.final["offline/released_selection_member"]
+
+
+@pytest.mark.usefixtures("minari_root")
 def test_ope_fidelity_is_logged_against_true_returns_and_reported(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -335,6 +344,9 @@ def test_ope_fidelity_is_logged_against_true_returns_and_reported(tmp_path: Path
     final = json.loads((run_dir / "final.json").read_text())
     for name in ("spearman_pooled", "spearman_within_rounds", "spearman_over_time"):
         assert f"offline/ope_{name}" in final
+    # The released code's selection (AM-Q's top 3 screened online), scored beside the gated policy.
+    assert final["offline/released_selection_member"] in range(2)
+    assert np.isfinite(final["offline/released_selection_normalized_score"])
     # What the user got, in one line and one figure: offline (and BC), online, and the data's own level.
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert f"offline score {final['offline/eval/normalized_score']:.1f} (BC " in line

@@ -284,10 +284,12 @@ class OfflineTrainer:
         return Seeder(self.config.seed).env_seeds("eval", 1)[0]
 
     def evaluate_act(self, act: Callable[[np.ndarray], np.ndarray], episodes: int,
-                     length_cap: int | None = None) -> dict[str, float]:
+                     length_cap: int | None = None, seed: int | None = None) -> dict[str, float]:
         """Evaluate a policy given as a raw-observation -> action function; the normalised score
-        uses the dataset's reference returns (``length_cap``: see :func:`evaluate_policy`)."""
-        result = evaluate_policy(self.eval_env, act, episodes, self.eval_seed, length_cap=length_cap)
+        uses the dataset's reference returns (``length_cap``: see :func:`evaluate_policy`; ``seed``:
+        the first episode's, default :attr:`eval_seed`)."""
+        result = evaluate_policy(self.eval_env, act, episodes, self.eval_seed if seed is None else seed,
+                                 length_cap=length_cap)
         score = self.data.normalized_score(result["eval/return_mean"])
         if score is not None:
             result["eval/normalized_score"] = score

@@ -603,13 +603,24 @@ class UniO4Trainer(OfflineTrainer):
         if self.policy_selected:
             return
         if self.offline_config.select_with_online_evals:
-            scores = np.asarray(jax.device_get(self.ope_scores(self.offline_policies())))
-            candidates = [int(index) for index in np.argsort(-scores)[: min(3, len(scores))]]
-            returns = [self.evaluate_act(self.member_policy(index), self.offline_config.eval_episodes)
-                       ["eval/return_mean"] for index in candidates]
             self.artefacts = dataclasses.replace(self.artefacts,
-                selected=jnp.asarray(candidates[int(np.argmax(returns))], jnp.int32))
+                                                 selected=jnp.asarray(self.released_selection(), jnp.int32))
         self.policy_selected = True
+
+    #: Offset of the selection episodes' seeds from the evaluation's, so that the episodes that pick
+    #: a policy are not the ones that score it.
+    SELECTION_SEED_OFFSET = 100_000
+
+    def released_selection(self) -> int:
+        """The released code's choice of the policy to fine-tune: of the 3 offline policies AM-Q
+        scores best, the one with the best mean return over ``eval_episodes`` real episodes (a small
+        online budget; episodes of their own seeds)."""
+        scores = np.asarray(jax.device_get(self.ope_scores(self.offline_policies())))
+        candidates = [int(index) for index in np.argsort(-scores)[: min(3, len(scores))]]
+        returns = [self.evaluate_act(self.member_policy(index), self.offline_config.eval_episodes,
+                                     seed=self.eval_seed + self.SELECTION_SEED_OFFSET)["eval/return_mean"]
+                   for index in candidates]
+        return candidates[int(np.argmax(returns))]
 
     def data_level(self) -> float | None:
         """The dataset's own level: the normalised mean return of its episodes."""
@@ -621,6 +632,19 @@ class UniO4Trainer(OfflineTrainer):
         scores = [line["eval/normalized_score"] for line in read_metrics(self.run_dir)
                   if "eval/normalized_score" in line and line["step"] <= ppo_start]
         return float(scores[-1]) if scores else None
+
+    def released_selection_score(self) -> dict[str, Any]:
+        """What the released code's selection (:meth:`released_selection`) would have returned, scored
+        on the same episodes as the returned policy's final evaluation: the gate's AM-Q-only choice
+        against AM-Q's top 3 screened online, from the same trained artefacts."""
+        member = self.released_selection()
+        result = self.evaluate_act(self.member_policy(member), self.config.final_eval_episodes or
+                                   self.config.eval_episodes)
+        scores: dict[str, Any] = {"offline/released_selection_member": member,
+                                  "offline/released_selection_return_mean": result["eval/return_mean"]}
+        if "eval/normalized_score" in result:
+            scores["offline/released_selection_normalized_score"] = result["eval/normalized_score"]
+        return scores
 
     def ope_fidelity(self) -> dict[str, float]:
         """AM-Q's rank correlation with true returns over the run's rounds (:func:`ope_fidelity`),
@@ -682,6 +706,7 @@ class UniO4Trainer(OfflineTrainer):
             final["offline/bc_normalized_score"] = bc_score
         if self.offline_config.ope_true_episodes:
             final.update({f"offline/ope_{name}": value for name, value in self.ope_fidelity().items()})
+            final.update(self.released_selection_score())
         final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
         final["offline/gradient_steps"] = self.step
         final["offline/wall_time_s"] = self.elapsed
