@@ -33,6 +33,7 @@ evaluation over `--final-eval-episodes` (50) episodes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import warnings
@@ -245,6 +246,14 @@ def _amq_and_true_returns(run_dir: Path, reference: tuple[float, float]) -> tupl
     return np.asarray(scores, dtype=np.float64), _normalize(np.asarray(returns), reference)
 
 
+@functools.cache
+def _load_dataset(name: str) -> Any:
+    """A dataset by name, loaded once for all its runs."""
+    from hybridrl.data import load_dataset
+
+    return load_dataset(name if "/" in name else f"hybridrl/{name}", validate=False)
+
+
 def _survival(run_dir: Path) -> dict[str, Any]:
     """A Uni-O4 run's survival at its AM-Q rounds: every member-round's survival in the model (from
     AM-Q's start states, random dataset states) and in the real env (from reset), both within the
@@ -253,7 +262,6 @@ def _survival(run_dir: Path) -> dict[str, Any]:
     survival of a behaviour-like policy should match: the real survival from reset is not comparable."""
     from hybridrl.core.logging import read_metrics
     from hybridrl.core.seeding import Seeder
-    from hybridrl.data import load_dataset
     from hybridrl.runs import read_run_config
 
     _, config = read_run_config(run_dir)
@@ -263,7 +271,7 @@ def _survival(run_dir: Path) -> dict[str, Any]:
         model += [line[f"ope/model_survival_{index}"] for index in members]
         real += [line[f"ope/true_survival_{index}"] for index in members]
         saturation += [line.get(f"ope/mean_action_saturation_{index}", np.nan) for index in members]
-    dataset = load_dataset(config.dataset if "/" in config.dataset else f"hybridrl/{config.dataset}", validate=False)
+    dataset = _load_dataset(config.dataset)
     size = int(dataset.episode_starts[-1])
     # The start states AM-Q drew (uni_o4.py: the "ope-starts" stream of the run's seed).
     starts = Seeder(config.seed).numpy("ope-starts").integers(0, size, size=config.ope_start_states)

@@ -637,7 +637,9 @@ class UniO4Trainer(OfflineTrainer):
         """What the released code's selection (:meth:`released_selection`) would have returned, scored
         on the same episodes as the returned policy's final evaluation: the gate's AM-Q-only choice
         against AM-Q's top 3 screened online, from the same trained artefacts."""
-        member = self.released_selection()
+        # With --select-with-online-evals the selected policy is already this choice (same rule, same episodes).
+        member = (int(self.artefacts.selected) if self.offline_config.select_with_online_evals
+                  else self.released_selection())
         result = self.evaluate_act(self.member_policy(member), self.config.final_eval_episodes or
                                    self.config.eval_episodes)
         scores: dict[str, Any] = {"offline/released_selection_member": member,
