@@ -13,12 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import serialization
 
 from hybridrl.core.checkpoint import load_checkpoint, save_checkpoint
 from hybridrl.core.networks import member_params
 from hybridrl.errors import ConfigError
 from hybridrl.offline.dynamics import (
     TERMINATION_FUNCTIONS,
+    DynamicsFit,
     DynamicsModel,
     DynamicsSettings,
     DynamicsState,
@@ -219,6 +221,23 @@ def test_on_check_sees_the_model_a_shorter_training_would_return() -> None:
     for expected, actual in ((shorter, seen[30]), (state, seen[60])):
         for leaf, other in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(actual), strict=True):
             np.testing.assert_array_equal(np.asarray(leaf), np.asarray(other))
+
+
+def test_a_fit_run_in_checkpointed_pieces_equals_one_run_whole() -> None:
+    data = LinearSystem.random(seed=3).sample(np.random.default_rng(4), 200, NOISE)
+    settings = DynamicsSettings(num_members=2, num_elites=1, hidden_sizes=(8,), eval_every=30, max_steps=100,
+                                batch_size=32)
+    whole, whole_metrics = train_dynamics(*data, settings, jax.random.PRNGKey(0))
+    first = DynamicsFit(*data, settings, jax.random.PRNGKey(0))
+    first.train(40)  # rounded up to whole checks: 60 steps
+    assert int(first.training.steps) == 60 and not first.done
+    # A new process: the splits are derived again, the training comes from its bytes.
+    resumed = DynamicsFit(*data, settings, jax.random.PRNGKey(0))
+    resumed.training = serialization.from_bytes(resumed.training, serialization.to_bytes(first.training))
+    resumed.train()
+    assert resumed.done and resumed.metrics() == whole_metrics
+    for leaf, other in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(resumed.state()), strict=True):
+        np.testing.assert_array_equal(np.asarray(leaf), np.asarray(other))
 
 
 def test_state_survives_a_checkpoint_round_trip(trained: TrainedModel, tmp_path: Path) -> None:

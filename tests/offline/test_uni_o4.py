@@ -147,6 +147,7 @@ def _interrupt(config: object, run_dir: Path, **stops: int) -> None:
 
 @pytest.mark.usefixtures("minari_root")
 @pytest.mark.parametrize(("phase", "stops"), [("offline", {"stop_at_step": 100}),   # inside the critic stage
+                                               ("offline", {"stop_at_step": 300}),   # inside the dynamics fit
                                                ("offline", {"stop_at_step": 500}),   # inside BC
                                                ("offline", {"stop_at_step": 620}),   # inside offline PPO
                                                ("both", {"stop_online_at_step": 256})])

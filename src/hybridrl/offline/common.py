@@ -321,14 +321,23 @@ class OfflineTrainer:
         """Write the full train state to ``run_dir/checkpoint.ckpt`` atomically."""
         path = self.run_dir / "checkpoint.ckpt"
         save_checkpoint(path, algorithm=self.algorithm, step=self.step, state=self.checkpoint_state(),
-                        host_state=self.host_state())
+                        host_state=self.host_state(), blobs=self.checkpoint_blobs())
         return path
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` of the same config."""
-        state, host, _, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.checkpoint_state())
+        state, host, blobs, _ = load_checkpoint(path, algorithm=self.algorithm, template=self.checkpoint_state())
         self.restore_checkpoint_state(state)
         self.restore_host_state(host)
+        self.restore_checkpoint_blobs(blobs)
+
+    def checkpoint_blobs(self) -> dict[str, bytes]:
+        """Serialised state of a stage in progress that is not part of :meth:`checkpoint_state`
+        (whose structure is fixed), e.g. a dynamics fit between two of its chunks; none by default."""
+        return {}
+
+    def restore_checkpoint_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Take back :meth:`checkpoint_blobs` output (called after :meth:`restore_host_state`)."""
 
     def close(self) -> None:
         """Close the evaluation environment."""
@@ -370,8 +379,9 @@ def train_in_lockstep(trainers: Sequence[OfflineTrainer],
                 for (trainer, logger), run_scalars in zip(runs, scalars, strict=True):
                     trainer.step = step
                     trainer.elapsed = logger.elapsed
-                    logger.log(step, {f"{stage.name}/{name}" if "/" not in name else name: value
-                                      for name, value in run_scalars.items()})
+                    if run_scalars:  # a chunk after a stage stopped early has nothing to log
+                        logger.log(step, {f"{stage.name}/{name}" if "/" not in name else name: value
+                                          for name, value in run_scalars.items()})
                     # The last step's evaluation is the final one, with its own episode count.
                     final_step = step == total and config.final_eval_episodes > 0
                     if stage.evaluate and interval_crossed(previous, step, config.eval_interval) and not final_step:

@@ -9,7 +9,8 @@ an MLP (4×200 Swish by default) whose log-variance is soft-bounded by learnable
 ``max_logvar`` / ``min_logvar`` vectors. All members live in ONE batched Flax module
 (:class:`hybridrl.core.networks.Ensemble`; parameters stacked on axis 0).
 
-Training (:func:`train_dynamics`), per member k and gradient step:
+Training (:class:`DynamicsFit`, run whole by :func:`train_dynamics` or in checkpointed pieces),
+per member k and gradient step:
 
     L_k = mean_{batch, outputs}[(μ_k − y)² exp(−logvar_k) + logvar_k]           (Gaussian NLL)
           + Σ_layers ½ λ_l ‖W_l‖²                                              (weight decay)
@@ -32,7 +33,6 @@ observation (:func:`termination_function`), keyed by Gymnasium environment id.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -354,13 +354,30 @@ def _as_2d(array: Any, name: str) -> np.ndarray:
     return values
 
 
-def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observations: Any, settings: DynamicsSettings,
-                   key: jax.Array, log: Callable[[int, dict[str, float]], None] | None = None,
-                   on_check: Callable[[int, DynamicsState], None] | None = None,
-                   ) -> tuple[DynamicsState, dict[str, float]]:
-    """Fit the ensemble to a dataset's transitions, with holdout early stopping and elite selection.
+@struct.dataclass
+class DynamicsTraining:
+    """A training in progress, between two holdout checks: what a checkpoint needs to continue it
+    exactly (the splits are derived again from the data and the key).
 
-    The host syncs once per chunk of ``settings.eval_every`` gradient steps.
+    :param carry: the parameters, Adam state, best snapshots and PRNG key.
+    :param steps: gradient steps done (int32).
+    :param checks: holdout checks done (int32).
+    :param checks_without_improvement: consecutive checks in which no member improved (int32).
+    :param train_loss: mean per-member loss of the last chunk (NaN before the first).
+    """
+
+    carry: _TrainCarry
+    steps: jax.Array
+    checks: jax.Array
+    checks_without_improvement: jax.Array
+    train_loss: jax.Array
+
+
+class DynamicsFit:
+    """One fit of the ensemble to a dataset's transitions, with holdout early stopping and elite
+    selection, that can be run in pieces (:meth:`train`) and checkpointed between them
+    (:attr:`training`); :func:`train_dynamics` runs it whole. The host syncs once per chunk of
+    ``settings.eval_every`` gradient steps.
 
     :param observations: raw (un-normalised) states, shape (N, observation_dim), numpy or JAX.
     :param actions: actions, shape (N, action_dim).
@@ -368,100 +385,147 @@ def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observati
     :param next_observations: raw next states, shape (N, observation_dim).
     :param settings: the ensemble's options.
     :param key: PRNG key for the holdout split, the initialisation and the batches.
-    :param log: called as ``log(step, scalars)`` after every chunk with ``dynamics/train_loss``
-        (mean per-member loss), ``dynamics/train_nll``, ``dynamics/holdout_mse`` (mean over the
-        ``num_elites`` best members now), ``dynamics/best_holdout_mse`` (same, over snapshots) and
-        ``dynamics/checks_without_improvement``.
-    :param on_check: called as ``on_check(step, state)`` after every chunk with the model training
-        would return if it stopped there (snapshots and elites so far), e.g. to measure how a
-        model's rollouts change with training length in one run.
-    :returns: the trained state and final metrics: ``dynamics/holdout_mse`` (mean over the elites
-        of their snapshots' holdout MSE), ``dynamics/holdout_mse_best_member``, ``dynamics/train_loss``,
-        ``dynamics/steps``, ``dynamics/holdout_checks``, ``dynamics/stopped_early`` (1 or 0),
-        ``dynamics/holdout_size``.
     """
-    observation_array = _as_2d(observations, "observations")
-    action_array = _as_2d(actions, "actions")
-    reward_array = np.asarray(rewards, dtype=np.float32).reshape(-1, 1)
-    next_observation_array = _as_2d(next_observations, "next_observations")
-    num_transitions = observation_array.shape[0]
-    if not (action_array.shape[0] == reward_array.shape[0] == next_observation_array.shape[0] == num_transitions):
-        raise ConfigError("dynamics training needs one action, reward and next observation per observation; got "
-                          f"{num_transitions} observations, {action_array.shape[0]} actions, "
-                          f"{reward_array.shape[0]} rewards, {next_observation_array.shape[0]} next observations")
-    if next_observation_array.shape[1] != observation_array.shape[1]:
-        raise ConfigError(f"next_observations have {next_observation_array.shape[1]} dims, observations "
-                          f"{observation_array.shape[1]}")
-    holdout_size = max(1, min(int(num_transitions * settings.holdout_fraction), settings.max_holdout))
-    if num_transitions - holdout_size < 1:
-        raise ConfigError(f"dynamics training needs at least 2 transitions (one to train on, one to hold out), "
-                          f"got {num_transitions}")
 
-    model = make_dynamics_model(settings, observation_array.shape[1], action_array.shape[1])
-    split_key, bootstrap_key, init_key, train_key = jax.random.split(key, 4)
-    inputs = np.concatenate([observation_array, action_array], axis=1)
-    targets = np.concatenate([next_observation_array - observation_array, reward_array], axis=1)
-    permutation = np.asarray(jax.random.permutation(split_key, num_transitions))
-    train_index, holdout_index = permutation[holdout_size:], permutation[:holdout_size]
+    def __init__(self, observations: Any, actions: Any, rewards: Any, next_observations: Any,
+                 settings: DynamicsSettings, key: jax.Array) -> None:
+        observation_array = _as_2d(observations, "observations")
+        action_array = _as_2d(actions, "actions")
+        reward_array = np.asarray(rewards, dtype=np.float32).reshape(-1, 1)
+        next_observation_array = _as_2d(next_observations, "next_observations")
+        num_transitions = observation_array.shape[0]
+        if not (action_array.shape[0] == reward_array.shape[0] == next_observation_array.shape[0] == num_transitions):
+            raise ConfigError("dynamics training needs one action, reward and next observation per observation; "
+                              f"got {num_transitions} observations, {action_array.shape[0]} actions, "
+                              f"{reward_array.shape[0]} rewards, {next_observation_array.shape[0]} next observations")
+        if next_observation_array.shape[1] != observation_array.shape[1]:
+            raise ConfigError(f"next_observations have {next_observation_array.shape[1]} dims, observations "
+                              f"{observation_array.shape[1]}")
+        holdout_size = max(1, min(int(num_transitions * settings.holdout_fraction), settings.max_holdout))
+        if num_transitions - holdout_size < 1:
+            raise ConfigError(f"dynamics training needs at least 2 transitions (one to train on, one to hold out), "
+                              f"got {num_transitions}")
 
-    train_inputs = inputs[train_index]
-    input_mean = train_inputs.mean(axis=0, dtype=np.float64).astype(np.float32)
-    input_std = train_inputs.std(axis=0, dtype=np.float64)
-    input_std = np.where(input_std < 1e-12, 1.0, input_std).astype(np.float32)
+        self.settings = settings
+        self.holdout_size = holdout_size
+        self.model = make_dynamics_model(settings, observation_array.shape[1], action_array.shape[1])
+        split_key, bootstrap_key, init_key, train_key = jax.random.split(key, 4)
+        inputs = np.concatenate([observation_array, action_array], axis=1)
+        targets = np.concatenate([next_observation_array - observation_array, reward_array], axis=1)
+        permutation = np.asarray(jax.random.permutation(split_key, num_transitions))
+        train_index, holdout_index = permutation[holdout_size:], permutation[:holdout_size]
 
-    def standardise(values: np.ndarray) -> jax.Array:
-        return jnp.asarray((values - input_mean) / input_std, dtype=jnp.float32)
+        train_inputs = inputs[train_index]
+        input_mean = train_inputs.mean(axis=0, dtype=np.float64).astype(np.float32)
+        input_std = train_inputs.std(axis=0, dtype=np.float64)
+        self.input_mean = input_mean
+        self.input_std = np.where(input_std < 1e-12, 1.0, input_std).astype(np.float32)
 
-    # As the reference: one resample (with replacement) of the training split per member, drawn
-    # once; the members differ in data as well as in initialisation.
-    bootstrap_indices = jax.random.randint(bootstrap_key, (settings.num_members, train_index.size), 0,
-                                           train_index.size)
-    splits = _Splits(train_inputs=standardise(train_inputs), train_targets=jnp.asarray(targets[train_index]),
-                     bootstrap_indices=bootstrap_indices,
-                     holdout_inputs=standardise(inputs[holdout_index]),
-                     holdout_targets=jnp.asarray(targets[holdout_index]))
-    params = model.init(init_key)
-    carry = _TrainCarry(params=params, opt_state=_optimizer(settings).init(params), best_params=params,
-                        best_holdout_mse=jnp.full((settings.num_members,), jnp.inf, jnp.float32), key=train_key)
+        def standardise(values: np.ndarray) -> jax.Array:
+            return jnp.asarray((values - self.input_mean) / self.input_std, dtype=jnp.float32)
 
-    def current_state() -> DynamicsState:
-        elites = jnp.argsort(carry.best_holdout_mse)[: settings.num_elites].astype(jnp.int32)
-        return DynamicsState(params=carry.best_params, input_mean=jnp.asarray(input_mean),
-                             input_std=jnp.asarray(input_std), elites=elites, holdout_mse=carry.best_holdout_mse)
+        # As the reference: one resample (with replacement) of the training split per member, drawn
+        # once; the members differ in data as well as in initialisation.
+        bootstrap_indices = jax.random.randint(bootstrap_key, (settings.num_members, train_index.size), 0,
+                                               train_index.size)
+        self.splits = _Splits(train_inputs=standardise(train_inputs), train_targets=jnp.asarray(targets[train_index]),
+                              bootstrap_indices=bootstrap_indices,
+                              holdout_inputs=standardise(inputs[holdout_index]),
+                              holdout_targets=jnp.asarray(targets[holdout_index]))
+        params = self.model.init(init_key)
+        carry = _TrainCarry(params=params, opt_state=_optimizer(settings).init(params), best_params=params,
+                            best_holdout_mse=jnp.full((settings.num_members,), jnp.inf, jnp.float32), key=train_key)
+        self.training = DynamicsTraining(carry=carry, steps=jnp.zeros((), jnp.int32),
+                                         checks=jnp.zeros((), jnp.int32),
+                                         checks_without_improvement=jnp.zeros((), jnp.int32),
+                                         train_loss=jnp.full((), jnp.nan, jnp.float32))
 
-    steps = checks = checks_without_improvement = 0
-    train_loss = math.nan
-    while steps < settings.max_steps and checks_without_improvement < settings.patience:
-        num_steps = min(settings.eval_every, settings.max_steps - steps)
-        carry, chunk_metrics = _train_chunk(model, carry, splits, num_steps)
-        host_metrics = jax.device_get(chunk_metrics)  # the one host sync per chunk
-        steps += num_steps
-        checks += 1
-        checks_without_improvement = 0 if bool(host_metrics["any_improved"]) else checks_without_improvement + 1
-        train_loss = float(host_metrics["train_loss"])
-        if log is not None:
-            log(steps, {"dynamics/train_loss": train_loss,
-                        "dynamics/train_nll": float(host_metrics["train_nll"]),
-                        "dynamics/holdout_mse": float(host_metrics["holdout_mse"]),
-                        "dynamics/best_holdout_mse": float(host_metrics["best_holdout_mse"]),
-                        "dynamics/checks_without_improvement": float(checks_without_improvement)})
-        if on_check is not None:
-            on_check(steps, current_state())
+    @property
+    def done(self) -> bool:
+        """Whether training has stopped: at ``max_steps`` or after ``patience`` checks without improvement."""
+        return (int(self.training.steps) >= self.settings.max_steps
+                or int(self.training.checks_without_improvement) >= self.settings.patience)
 
-    best_holdout_mse = carry.best_holdout_mse
-    state = current_state()
-    elites = state.elites
-    elite_mse = np.asarray(best_holdout_mse)[np.asarray(elites)]
-    metrics = {
-        "dynamics/holdout_mse": float(elite_mse.mean()),
-        "dynamics/holdout_mse_best_member": float(elite_mse[0]),
-        "dynamics/train_loss": train_loss,
-        "dynamics/steps": float(steps),
-        "dynamics/holdout_checks": float(checks),
-        "dynamics/stopped_early": float(checks_without_improvement >= settings.patience),
-        "dynamics/holdout_size": float(holdout_size),
-    }
-    return state, metrics
+    def train(self, num_steps: int | None = None, log: Callable[[int, dict[str, float]], None] | None = None,
+              on_check: Callable[[int, DynamicsState], None] | None = None) -> None:
+        """Train on, in whole chunks of ``eval_every`` steps, until :attr:`done` or ``num_steps``
+        more steps have been taken (the last chunk may pass it: the checks fall where they would in
+        one uninterrupted fit, so a fit run in pieces equals one run whole).
+
+        :param num_steps: at most this many more steps (rounded up to whole checks); all if None.
+        :param log: called as ``log(step, scalars)`` after every chunk with ``dynamics/train_loss``
+            (mean per-member loss), ``dynamics/train_nll``, ``dynamics/holdout_mse`` (mean over the
+            ``num_elites`` best members now), ``dynamics/best_holdout_mse`` (same, over snapshots)
+            and ``dynamics/checks_without_improvement``.
+        :param on_check: called as ``on_check(step, state)`` after every chunk with the model
+            training would return if it stopped there (snapshots and elites so far), e.g. to measure
+            how a model's rollouts change with training length in one run.
+        """
+        settings = self.settings
+        steps = int(self.training.steps)
+        target = settings.max_steps if num_steps is None else min(settings.max_steps, steps + num_steps)
+        checks = int(self.training.checks)
+        checks_without_improvement = int(self.training.checks_without_improvement)
+        carry, train_loss = self.training.carry, self.training.train_loss
+        while steps < target and checks_without_improvement < settings.patience:
+            chunk_steps = min(settings.eval_every, settings.max_steps - steps)
+            carry, chunk_metrics = _train_chunk(self.model, carry, self.splits, chunk_steps)
+            host_metrics = jax.device_get(chunk_metrics)  # the one host sync per chunk
+            steps += chunk_steps
+            checks += 1
+            checks_without_improvement = 0 if bool(host_metrics["any_improved"]) else checks_without_improvement + 1
+            train_loss = host_metrics["train_loss"]
+            self.training = DynamicsTraining(carry=carry, steps=jnp.asarray(steps, jnp.int32),
+                                             checks=jnp.asarray(checks, jnp.int32),
+                                             checks_without_improvement=jnp.asarray(checks_without_improvement,
+                                                                                    jnp.int32),
+                                             train_loss=jnp.asarray(train_loss, jnp.float32))
+            if log is not None:
+                log(steps, {"dynamics/train_loss": float(train_loss),
+                            "dynamics/train_nll": float(host_metrics["train_nll"]),
+                            "dynamics/holdout_mse": float(host_metrics["holdout_mse"]),
+                            "dynamics/best_holdout_mse": float(host_metrics["best_holdout_mse"]),
+                            "dynamics/checks_without_improvement": float(checks_without_improvement)})
+            if on_check is not None:
+                on_check(steps, self.state())
+
+    def state(self) -> DynamicsState:
+        """The model training returns if it stops now: each member's snapshot at its best holdout
+        MSE, and the ``num_elites`` best members as elites."""
+        carry = self.training.carry
+        elites = jnp.argsort(carry.best_holdout_mse)[: self.settings.num_elites].astype(jnp.int32)
+        return DynamicsState(params=carry.best_params, input_mean=jnp.asarray(self.input_mean),
+                             input_std=jnp.asarray(self.input_std), elites=elites, holdout_mse=carry.best_holdout_mse)
+
+    def metrics(self) -> dict[str, float]:
+        """``dynamics/holdout_mse`` (mean over the elites of their snapshots' holdout MSE),
+        ``dynamics/holdout_mse_best_member``, ``dynamics/train_loss``, ``dynamics/steps``,
+        ``dynamics/holdout_checks``, ``dynamics/stopped_early`` (1 or 0), ``dynamics/holdout_size``."""
+        training = self.training
+        elite_mse = np.asarray(training.carry.best_holdout_mse)[np.asarray(self.state().elites)]
+        return {
+            "dynamics/holdout_mse": float(elite_mse.mean()),
+            "dynamics/holdout_mse_best_member": float(elite_mse[0]),
+            "dynamics/train_loss": float(training.train_loss),
+            "dynamics/steps": float(training.steps),
+            "dynamics/holdout_checks": float(training.checks),
+            "dynamics/stopped_early": float(int(training.checks_without_improvement) >= self.settings.patience),
+            "dynamics/holdout_size": float(self.holdout_size),
+        }
+
+
+def train_dynamics(observations: Any, actions: Any, rewards: Any, next_observations: Any, settings: DynamicsSettings,
+                   key: jax.Array, log: Callable[[int, dict[str, float]], None] | None = None,
+                   on_check: Callable[[int, DynamicsState], None] | None = None,
+                   ) -> tuple[DynamicsState, dict[str, float]]:
+    """Fit the ensemble to a dataset's transitions, whole (:class:`DynamicsFit`, which takes the
+    same data arguments; ``log`` and ``on_check`` as its :meth:`~DynamicsFit.train`).
+
+    :returns: the trained state and :meth:`DynamicsFit.metrics`.
+    """
+    fit = DynamicsFit(observations, actions, rewards, next_observations, settings, key)
+    fit.train(log=log, on_check=on_check)
+    return fit.state(), fit.metrics()
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
+from flax import serialization, struct
 
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.distributions import DiagGaussian
@@ -50,7 +50,7 @@ from hybridrl.core.evaluation import ActFunction
 from hybridrl.core.logging import RunLogger, read_metrics
 from hybridrl.core.networks import GaussianPolicy, ValueHead
 from hybridrl.core.seeding import Seeder
-from hybridrl.errors import ConfigError, RunDirectoryError
+from hybridrl.errors import CheckpointError, ConfigError, RunDirectoryError
 from hybridrl.experiments.statistics import ope_fidelity, spearman
 from hybridrl.offline import bc, dynamics, iql, ope
 from hybridrl.offline.common import (
@@ -416,6 +416,7 @@ class OfflineArtefacts:
 
 
 ONLINE_DIR = "online"
+DYNAMICS_FIT_BLOB = "dynamics_fit"
 
 
 class UniO4Trainer(OfflineTrainer):
@@ -476,6 +477,10 @@ class UniO4Trainer(OfflineTrainer):
         # states, same model noise), so the gate compares policies, not noise.
         self.ope_key = jax.random.fold_in(keys[4], 1)
         self.policy_selected = False
+        # The dynamics fit while its stage runs (and its checkpointed piece, until it is continued).
+        self.dynamics_fit: dynamics.DynamicsFit | None = None
+        self.dynamics_fit_bytes: bytes | None = None
+        self.dynamics_trained = False
         self.online_trainer: UniO4OnlineTrainer | None = None
         if config.phase == "online":
             self.load_checkpoint(Path(config.offline_run) / "checkpoint.ckpt")
@@ -495,7 +500,10 @@ class UniO4Trainer(OfflineTrainer):
         oc = self.offline_config
         return [
             Stage("critic", oc.critic_steps, self._train_critic, evaluate=False),
-            Stage("dynamics", oc.dynamics_max_steps, self._train_dynamics, chunk_size=oc.dynamics_max_steps,
+            # In pieces of whole holdout checks, so the fit (half an hour at the cpu preset) is
+            # checkpointed about every checkpoint_interval steps.
+            Stage("dynamics", oc.dynamics_max_steps, self._train_dynamics,
+                  chunk_size=max(1, oc.checkpoint_interval // oc.dynamics_eval_every) * oc.dynamics_eval_every,
                   evaluate=False),
             Stage("bc", oc.bc_steps, self._train_bc),
             Stage("ppo", oc.ppo_steps, self._train_ppo, chunk_size=oc.ope_interval),
@@ -508,11 +516,35 @@ class UniO4Trainer(OfflineTrainer):
         return {name.replace("iql/", "critic/"): value for name, value in host_scalars(metrics).items()}
 
     def _train_dynamics(self, steps: int) -> dict[str, float]:
+        if self.dynamics_fit is None:
+            if self.dynamics_trained:
+                return {}  # stopped early; the stage's remaining steps are idle
+            self.dynamics_fit = self._start_dynamics_fit()
+        fit = self.dynamics_fit
+        fit.train(steps)
+        if fit.done:
+            self.artefacts = dataclasses.replace(self.artefacts, dynamics=fit.state())
+            self.dynamics_fit, self.dynamics_trained = None, True
+        return {name.removeprefix("dynamics/"): value for name, value in fit.metrics().items()}
+
+    def _start_dynamics_fit(self) -> dynamics.DynamicsFit:
+        """A new fit, continued from the checkpoint's piece of it if the run stopped inside the stage."""
         raw = self.data.dataset.transitions
-        state, metrics = dynamics.train_dynamics(raw.observations, raw.actions, raw.rewards, raw.next_observations,
-                                                 self.dynamics_settings, self.dynamics_key)
-        self.artefacts = dataclasses.replace(self.artefacts, dynamics=state)
-        return {name.removeprefix("dynamics/"): float(value) for name, value in metrics.items()}
+        fit = dynamics.DynamicsFit(raw.observations, raw.actions, raw.rewards, raw.next_observations,
+                                   self.dynamics_settings, self.dynamics_key)
+        if self.dynamics_fit_bytes is not None:
+            try:
+                fit.training = serialization.from_bytes(fit.training, self.dynamics_fit_bytes)
+            except (ValueError, KeyError, TypeError) as error:
+                raise CheckpointError(f"the checkpoint's dynamics fit in progress does not fit this run's "
+                                      f"dynamics settings ({error}); start the run again in a new directory") from None
+            self.dynamics_fit_bytes = None
+            done_in_stage = self.step - self.offline_config.critic_steps
+            if int(fit.training.steps) != done_in_stage:
+                raise CheckpointError(f"the checkpoint's dynamics fit has {int(fit.training.steps)} steps, but "
+                                      f"the run is {done_in_stage} steps into the dynamics stage; the checkpoint "
+                                      "is inconsistent: start the run again in a new directory")
+        return fit
 
     def _train_bc(self, steps: int) -> dict[str, float]:
         state, metrics = bc.bc_train_steps(self.artefacts.behaviour, self.data.transitions, steps,
@@ -780,13 +812,27 @@ class UniO4Trainer(OfflineTrainer):
         self.artefacts = state
 
     def host_state(self) -> dict[str, Any]:
-        """The loop's counters and whether the policy to fine-tune has been picked."""
-        return {**super().host_state(), "policy_selected": self.policy_selected}
+        """The loop's counters, whether the dynamics fit has ended and the policy to fine-tune been picked."""
+        return {**super().host_state(), "policy_selected": self.policy_selected,
+                "dynamics_trained": self.dynamics_trained}
 
     def restore_host_state(self, host: dict[str, Any]) -> None:
         """Take back :meth:`host_state` output."""
         super().restore_host_state(host)
         self.policy_selected = bool(host.get("policy_selected", False))
+        # Checkpoints from before the fit was split were written only at the stage's boundaries.
+        self.dynamics_trained = bool(host.get("dynamics_trained", False))
+
+    def checkpoint_blobs(self) -> dict[str, bytes]:
+        """The dynamics fit in progress, when the checkpoint falls inside its stage."""
+        if self.dynamics_fit is None:
+            return {}
+        return {DYNAMICS_FIT_BLOB: serialization.to_bytes(self.dynamics_fit.training)}
+
+    def restore_checkpoint_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Keep the dynamics fit in progress until its stage continues it."""
+        self.dynamics_fit = None
+        self.dynamics_fit_bytes = blobs.get(DYNAMICS_FIT_BLOB)
 
     def close(self) -> None:
         """Close environments."""
