@@ -1,6 +1,7 @@
 """Tests of IQL (hybridrl.offline.iql): the losses on hand-computed values, the target update
 schedule, the bootstrap mask, expectile values on a toy MDP with known answers, AWR policy
-extraction on a bandit, the advantage's choice of Q, and determinism."""
+extraction on a bandit, the advantage's choice of Q, the reward scale, determinism, and online
+fine-tuning with resume."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from hybridrl.offline.iql import (
     q_loss,
     q_targets,
     q_values,
+    return_range_reward_scale,
     state_values,
     value_loss,
 )
@@ -293,6 +295,45 @@ def test_settings_are_hashable_static_arguments() -> None:
     assert hash(make_iql_networks(settings, 2)) == hash(make_iql_networks(settings, 2))
 
 
+def test_reward_scale_acts_as_rewards_multiplied_by_it() -> None:
+    data = random_transitions(size=64)
+    networks = make_iql_networks(SHORT, 2)
+    state = init_iql_state(networks, SHORT, 5, 2, jax.random.PRNGKey(0))
+    scaled = iql_update(state, data, networks=networks, settings=dataclasses.replace(SHORT, reward_scale=4.0),
+                        train_policy=True)
+    multiplied = iql_update(state, dataclasses.replace(data, rewards=4.0 * data.rewards), networks=networks,
+                            settings=SHORT, train_policy=True)
+    # 4 r is exact in float32; XLA may still fuse the product into the target's sum (one rounding
+    # fewer), so the two updates agree to the round-off of one update's sums, not bit for bit.
+    from hybridrl.testing import roundoff_tolerance
+
+    tolerance = roundoff_tolerance(1, summation_length=64)
+    for left, right in zip(jax.tree_util.tree_leaves(scaled), jax.tree_util.tree_leaves(multiplied), strict=True):
+        right = np.asarray(right, np.float64)
+        scale = float(np.max(np.abs(right), initial=1.0))
+        np.testing.assert_allclose(left, right, rtol=tolerance, atol=tolerance * scale)
+    with pytest.raises(ConfigError, match="reward_scale"):
+        dataclasses.replace(SHORT, reward_scale=0.0)
+
+
+def test_return_range_reward_scale_is_1000_over_the_spread_of_episode_returns() -> None:
+    from hybridrl.data.dataset import Dataset, DatasetInfo
+
+    def dataset(rewards: list[list[float]]) -> Dataset:
+        observations = [np.zeros((len(episode) + 1, 2), np.float32) for episode in rewards]
+        return Dataset.from_episodes(observations=observations,
+                                     actions=[np.zeros((len(episode), 1), np.float32) for episode in rewards],
+                                     rewards=[np.asarray(episode, np.float32) for episode in rewards],
+                                     terminations=[np.zeros(len(episode), bool) for episode in rewards],
+                                     truncations=[np.eye(len(episode), dtype=bool)[-1] for episode in rewards],
+                                     info=DatasetInfo(dataset_id="toy", env_id="Hopper-v5"))
+
+    # Episode returns 3, -1 and 7: a spread of 8.
+    assert return_range_reward_scale(dataset([[1.0, 2.0], [-1.0], [3.0, 4.0, 0.0]])) == pytest.approx(1000.0 / 8.0)
+    with pytest.raises(ConfigError, match="--reward-normalization none"):
+        return_range_reward_scale(dataset([[1.0, 1.0], [2.0]]))
+
+
 # --------------------------------------------------------------------------------------------
 # The `iql` baseline as a run
 # --------------------------------------------------------------------------------------------
@@ -399,3 +440,98 @@ def test_hybridrl_train_iql_seeds_writes_one_run_dir_per_seed_like_a_single_run(
     # The same command again finds every seed finished.
     assert main(command) == 0
     assert json.loads((grouped / "final.json").read_text()) == final
+
+
+# --------------------------------------------------------------------------------------------
+# Online fine-tuning
+# --------------------------------------------------------------------------------------------
+
+
+def _online_checkpoint(run_dir: Path) -> Any:
+    """The fine-tuning trainer's device state (IQL state and replay) from a run's checkpoints."""
+    from hybridrl import runs
+    from hybridrl.offline.iql import IQLTrainer
+
+    trainer = IQLTrainer(runs.read_run_config(run_dir)[1], run_dir)
+    try:
+        trainer.load_checkpoint(run_dir / "checkpoint.ckpt")
+        assert trainer.online_trainer is not None
+        return jax.device_get(trainer.online_trainer.checkpoint_state())
+    finally:
+        trainer.close()
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_smoke_run_of_both_phases_fine_tunes_from_the_offline_policy(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.core.logging import read_metrics
+    from hybridrl.data import load_dataset
+
+    result = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=2, phase="both",
+                        reward_normalization="return-range", run_dir=tmp_path / "run")
+    final = result.final
+    assert final["step"] == 300 and final["offline/gradient_steps"] == 200
+    assert np.isfinite(final["eval/return_mean"]) and "offline/eval/return_mean" in final
+    online = read_metrics(result.run_dir / "online")
+    # Step 0 is the offline policy before any online update, evaluated as the offline phase did.
+    assert online[0]["step"] == 0 and online[0]["eval/return_mean"] == final["offline/eval/return_mean"]
+    assert online[-1]["step"] == 300
+    assert {"iql/q_loss", "iql/policy_loss", "train/gradient_updates"} <= {key for line in online for key in line}
+    # The replay holds the whole dataset and every online step after it (it never evicts).
+    state = _online_checkpoint(result.run_dir)
+    dataset_size = len(load_dataset("hopper-medium-v5"))
+    assert int(state["replay"].size) == dataset_size + 300 == state["replay"].capacity
+    assert int(state["iql"].step) == 200 + 300  # one gradient step per env step, after the offline ones
+    # `hybridrl eval` of the run evaluates the fine-tuned policy, like the run's final evaluation.
+    assert runs.evaluate(result.run_dir)["eval/return_mean"] == final["eval/return_mean"]
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_interrupted_fine_tuning_resumes_to_the_same_result(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.algorithms import get_algorithm
+    from hybridrl.offline.iql import IQLTrainer
+    from hybridrl.testing import metrics_without_timing
+
+    spec = get_algorithm("iql")
+    # A final evaluation of its own: a resume inside fine-tuning must not evaluate the offline phase's end again.
+    config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=3, phase="both", final_eval_episodes=2)
+    whole = runs.start(spec, config, tmp_path / "whole")
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    runs.write_run_config(interrupted, spec, config)
+    trainer = IQLTrainer(config, interrupted)
+    try:
+        assert trainer.train(stop_online_at_step=150)["paused"]
+    finally:
+        trainer.close()
+    resumed = runs.resume(interrupted)
+    assert_trees_equal(_online_checkpoint(whole.run_dir), _online_checkpoint(resumed.run_dir))
+    assert metrics_without_timing(whole.run_dir) == metrics_without_timing(resumed.run_dir)
+    assert metrics_without_timing(whole.run_dir / "online") == metrics_without_timing(resumed.run_dir / "online")
+    assert resumed.final == {**whole.final, "wall_time_s": resumed.final["wall_time_s"],
+                             "offline/wall_time_s": resumed.final["offline/wall_time_s"],
+                             "online/wall_time_s": resumed.final["online/wall_time_s"]}
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_online_phase_fine_tunes_a_finished_offline_run(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.core.logging import read_metrics
+    from hybridrl.errors import HybridRLError
+
+    offline = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=4, run_dir=tmp_path / "offline")
+    assert not (offline.run_dir / "online").exists()  # IQL is offline unless asked
+    online = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=4, phase="online",
+                        offline_run=str(offline.run_dir), run_dir=tmp_path / "online")
+    first = read_metrics(online.run_dir / "online")[0]
+    assert first["step"] == 0 and first["eval/return_mean"] == offline.final["eval/return_mean"]
+    with pytest.raises(HybridRLError, match="pass --dataset hopper-medium-v5"):
+        runs.train("iql", preset="smoke", dataset="walker2d-random-v5", phase="online",
+                   offline_run=str(offline.run_dir), run_dir=tmp_path / "wrong-dataset")
+    bc = runs.train("bc", preset="smoke", dataset="hopper-medium-v5", run_dir=tmp_path / "bc")
+    with pytest.raises(HybridRLError, match="is a bc run; pass a iql run"):
+        runs.train("iql", preset="smoke", dataset="hopper-medium-v5", phase="online", offline_run=str(bc.run_dir),
+                   run_dir=tmp_path / "wrong-algorithm")
+    with pytest.raises(ConfigError, match="--offline-run RUN_DIR"):
+        runs.train("iql", preset="smoke", dataset="hopper-medium-v5", phase="online", run_dir=tmp_path / "none")

@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,7 @@ from hybridrl.core.seeding import check_seed_configs, seed_sharding, stack_seeds
 from hybridrl.data.dataset import Dataset, TransitionBatch
 from hybridrl.data.loading import load_dataset
 from hybridrl.envs.factory import make_env
-from hybridrl.errors import ConfigError
+from hybridrl.errors import ConfigError, RunDirectoryError
 from hybridrl.rl.ppo import interval_crossed
 
 # --------------------------------------------------------------------------------------------
@@ -86,6 +86,50 @@ class OfflineConfig:
             from hybridrl.envs.factory import check_env_id
 
             check_env_id(self.env)
+
+
+Phase = Literal["offline", "online", "both"]
+
+
+@dataclass
+class OfflineToOnlineConfig(OfflineConfig):
+    """Options of a learner that can fine-tune online what it learned offline (Uni-O4, IQL)."""
+
+    phase: Phase = "both"
+    """Which phases to run: offline, online (fine-tunes --offline-run), or both."""
+    offline_run: str = ""
+    """With --phase online: the run directory of a finished offline phase to fine-tune from."""
+
+    def validate_phase(self, algorithm: str) -> None:
+        """Raise :class:`ConfigError` for a phase that cannot run."""
+        if self.phase not in ("offline", "online", "both"):
+            raise ConfigError(f"--phase must be offline, online or both, got {self.phase!r}")
+        if self.phase == "online" and not self.offline_run:
+            raise ConfigError(f"--phase online fine-tunes a finished offline phase: pass --offline-run RUN_DIR "
+                              f"(a run of `hybridrl train {algorithm} --phase offline`), or use --phase both")
+        if self.phase != "online" and self.offline_run:
+            raise ConfigError("--offline-run is only used with --phase online")
+
+
+def read_offline_run(config: OfflineToOnlineConfig, algorithm: str) -> Any:
+    """The config of the offline run ``config.offline_run`` fine-tunes, checked for use.
+
+    :raises RunDirectoryError: it is not a finished offline phase of ``algorithm``, or its dataset
+        differs from ``config.dataset``.
+    """
+    from hybridrl.runs import is_finished, read_run_config
+
+    folder = Path(config.offline_run)
+    spec, offline = read_run_config(folder)
+    if spec.name != algorithm:
+        raise RunDirectoryError(f"--offline-run {folder} is a {spec.name} run; pass a {algorithm} run directory")
+    if offline.phase == "online" or not (folder / "checkpoint.ckpt").is_file() or not is_finished(folder):
+        raise RunDirectoryError(f"--offline-run {folder} has no finished offline phase; finish it with "
+                                f"`hybridrl resume {folder}` or train one with --phase offline")
+    if offline.dataset != config.dataset:
+        raise RunDirectoryError(f"--offline-run {folder} was trained on {offline.dataset!r}, not {config.dataset!r}; "
+                                f"pass --dataset {offline.dataset}")
+    return offline
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,9 +438,10 @@ def train_in_lockstep(trainers: Sequence[OfflineTrainer],
             stage_start = stage_end
         for trainer, logger in runs:
             trainer.after_stages()
-            final_episodes = trainer.config.final_eval_episodes
-            if trainer.last_eval_step != trainer.step or final_episodes:
-                trainer.evaluate_and_log(logger, final_episodes or None)
+            # Done once: a run resumed after its final evaluation (e.g. to continue an online phase
+            # of its own) keeps it, rather than evaluating a policy that may have moved on since.
+            if trainer.last_eval_step != trainer.step:
+                trainer.evaluate_and_log(logger, trainer.config.final_eval_episodes or None)
                 trainer.save_checkpoint()
     finally:
         for logger in loggers:

@@ -35,32 +35,39 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.distributions import DiagGaussian
-from hybridrl.core.evaluation import ActFunction
+from hybridrl.core.evaluation import ActFunction, evaluate_policy
+from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead, ValueHead
+from hybridrl.core.replay import ReplayBuffer, add_transitions, replay_sample
 from hybridrl.core.seeding import Seeder
-from hybridrl.data.dataset import TransitionBatch, sample_transitions
+from hybridrl.data.dataset import Dataset, TransitionBatch, sample_transitions
 from hybridrl.errors import ConfigError
 from hybridrl.offline.common import (
-    OfflineConfig,
     OfflineData,
+    OfflineToOnlineConfig,
     OfflineTrainer,
+    Phase,
     Stage,
     gaussian_mean_policy,
     host_scalars,
+    read_offline_run,
     train_seeds,
 )
+from hybridrl.rl.sac import SACConfig, SACTrainer
 
 Metrics = dict[str, jax.Array]
 
@@ -104,6 +111,9 @@ class IQLSettings:
         truncated)``, so a time limit cuts the bootstrap as if the state were terminal. ``False``:
         ``not_done = 1 - terminated``, bootstrapping ``V(s')`` through truncation, which is correct
         for time limits that are not part of the task.
+    :param reward_scale: rewards are multiplied by this before they enter Q's target (see
+        :func:`return_range_reward_scale`: the IQL code's scaling of locomotion rewards, which its
+        ``temperature`` assumes). Stored transitions keep their raw rewards.
     """
 
     q_hidden: tuple[int, ...] = (256, 256)
@@ -122,8 +132,11 @@ class IQLSettings:
     policy_learning_rate: float = 3e-4
     policy_log_std_init: float = 0.0
     timeouts_as_terminals: bool = True
+    reward_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.reward_scale > 0.0:
+            raise ConfigError(f"reward_scale must be positive, got {self.reward_scale}")
         if not 0.0 < self.expectile < 1.0:
             raise ConfigError(f"expectile must lie in (0, 1) (0.5 = mean, 0.7 = Uni-O4), got {self.expectile}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -470,7 +483,7 @@ def iql_update(state: IQLState, batch: TransitionBatch, *, networks: IQLNetworks
     # 3. Q: both members regress on r + gamma * not_done * V(s') with the new V.
     next_values = state_values(networks, value_params, batch.next_observations)
     not_done = not_done_mask(batch.terminations, batch.truncations, settings.timeouts_as_terminals)
-    targets = q_targets(batch.rewards, next_values, not_done, settings.gamma)
+    targets = q_targets(settings.reward_scale * batch.rewards, next_values, not_done, settings.gamma)
 
     def q_objective(params: Any) -> tuple[jax.Array, jax.Array]:
         predictions = q_values(networks, params, batch.observations, batch.actions)
@@ -496,6 +509,20 @@ def iql_update(state: IQLState, batch: TransitionBatch, *, networks: IQLNetworks
     return new_state, metrics
 
 
+def _iql_steps(state: IQLState, sample: Callable[[jax.Array], TransitionBatch], num_steps: int,
+               networks: IQLNetworks, settings: IQLSettings, train_policy: bool) -> tuple[IQLState, Metrics]:
+    """``num_steps`` :func:`iql_update` steps as one ``lax.scan``, each on ``sample(key)`` with a key
+    split off ``state.key``; each metric averaged over the steps."""
+
+    def one_step(carry: IQLState, _: None) -> tuple[IQLState, Metrics]:
+        key, sample_key = jax.random.split(carry.key)
+        return iql_update(dataclasses.replace(carry, key=key), sample(sample_key), networks=networks,
+                          settings=settings, train_policy=train_policy)
+
+    state, metrics = jax.lax.scan(one_step, state, None, length=num_steps)
+    return state, {name: jnp.mean(values) for name, values in metrics.items()}
+
+
 @functools.partial(jax.jit, static_argnames=("num_steps", "networks", "settings", "train_policy"))
 def iql_train_steps(state: IQLState, data: TransitionBatch, num_steps: int, *, networks: IQLNetworks,
                     settings: IQLSettings, train_policy: bool) -> tuple[IQLState, Metrics]:
@@ -510,15 +537,33 @@ def iql_train_steps(state: IQLState, data: TransitionBatch, num_steps: int, *, n
     :param train_policy: also train the AWR policy.
     :return: the new state and each metric averaged over the chunk.
     """
+    return _iql_steps(state, lambda key: sample_transitions(data, key, settings.batch_size), num_steps,
+                      networks, settings, train_policy)
 
-    def one_step(carry: IQLState, _: None) -> tuple[IQLState, Metrics]:
-        key, sample_key = jax.random.split(carry.key)
-        batch = sample_transitions(data, sample_key, settings.batch_size)
-        return iql_update(dataclasses.replace(carry, key=key), batch, networks=networks, settings=settings,
-                          train_policy=train_policy)
 
-    state, metrics = jax.lax.scan(one_step, state, None, length=num_steps)
-    return state, {name: jnp.mean(values) for name, values in metrics.items()}
+@functools.partial(jax.jit, static_argnames=("num_steps", "networks", "settings"))
+def iql_replay_steps(state: IQLState, buffer: ReplayBuffer, num_steps: int, *, networks: IQLNetworks,
+                     settings: IQLSettings) -> tuple[IQLState, Metrics]:
+    """:func:`iql_train_steps` (critic and policy) on minibatches drawn uniformly from the filled
+    part of a replay ``buffer``: online fine-tuning's learning call."""
+    return _iql_steps(state, lambda key: replay_sample(buffer, key, settings.batch_size), num_steps,
+                      networks, settings, train_policy=True)
+
+
+def return_range_reward_scale(dataset: Dataset, target_range: float = 1000.0) -> float:
+    """``target_range / (highest - lowest episode return)`` of ``dataset``: the factor by which the
+    IQL code (``train_offline.py: normalize``, also CORL's IQL) scales MuJoCo locomotion rewards, so
+    that advantages, and with them the AWR weights ``exp(beta A)`` at its ``beta = 3``, live on the
+    same scale for every dataset.
+
+    :raises ConfigError: every episode has the same return, so there is no range to scale by.
+    """
+    returns = dataset.episode_returns()
+    spread = float(np.max(returns) - np.min(returns))
+    if not spread > 0.0:
+        raise ConfigError(f"every episode of the dataset returns {float(returns[0]):.4g}: there is no return range "
+                          "to scale rewards by; pass --reward-normalization none")
+    return target_range / spread
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,10 +571,15 @@ def iql_train_steps(state: IQLState, data: TransitionBatch, num_steps: int, *, n
 # --------------------------------------------------------------------------------------------
 
 
+RewardNormalization = Literal["none", "return-range"]
+
+
 @dataclass
-class IQLConfig(OfflineConfig):
+class IQLConfig(OfflineToOnlineConfig):
     """IQL options. ``hybridrl train iql --help`` shows each with its preset default."""
 
+    phase: Phase = "offline"
+    """Which phases to run: offline, online (fine-tunes --offline-run), or both (offline, then online)."""
     steps: int = 1_000_000
     """Gradient steps (critic and policy together)."""
     batch_size: int = 256
@@ -558,50 +608,86 @@ class IQLConfig(OfflineConfig):
     """Gradient steps between target updates (IQL paper: 1; Uni-O4 code: 2)."""
     timeouts_as_terminals: bool = False
     """Treat time-limit truncations as terminals (Uni-O4's code) instead of bootstrapping through them."""
+    reward_normalization: RewardNormalization = "none"
+    """return-range: rewards x 1000 / (highest - lowest episode return of the dataset), the IQL code's
+    locomotion scaling that its beta = 3 assumes; none: raw rewards."""
+    # -- online fine-tuning (--phase online or both) -----------------------------------------------
+    online_steps: int = 1_000_000
+    """Environment steps of online fine-tuning, one gradient step each."""
+    online_eval_interval: int = 10_000
+    """Evaluate every this many environment steps online."""
+    online_checkpoint_interval: int = 20_000
+    """Checkpoint every this many environment steps online."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a fix for every impossible setting."""
         self.validate_offline()
-        for name in ("steps", "batch_size", "target_update_period"):
+        self.validate_phase("iql")
+        for name in ("steps", "batch_size", "target_update_period", "online_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("online_eval_interval", "online_checkpoint_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.expectile < 1.0:
             raise ConfigError(f"--expectile must lie in (0, 1), got {self.expectile}")
+        if self.reward_normalization not in ("none", "return-range"):
+            raise ConfigError(f"--reward-normalization must be none or return-range, got {self.reward_normalization!r}")
 
 
 IQL_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=200, batch_size=64, q_hidden=(32, 32), value_hidden=(32, 32), policy_hidden=(32, 32),
-                  eval_interval=0, eval_episodes=1, checkpoint_interval=100, log_interval=100),
-    # The step budget of Uni-O4's critic stage at cpu scale.
-    "cpu": dict(steps=50_000, eval_interval=10_000, checkpoint_interval=10_000),
-    # Kostrikov et al. 2021, MuJoCo locomotion: 1M steps, batch 256, 2x256, tau 0.7, beta 3.
-    "paper": dict(eval_interval=50_000, checkpoint_interval=50_000),
+                  eval_interval=0, eval_episodes=1, checkpoint_interval=100, log_interval=100, online_steps=300,
+                  online_eval_interval=0, online_checkpoint_interval=150),
+    # The step budget of Uni-O4's critic stage at cpu scale; fine-tuning with Uni-O4's online budget.
+    "cpu": dict(steps=50_000, eval_interval=10_000, checkpoint_interval=10_000, online_steps=100_000),
+    # Kostrikov et al. 2021, MuJoCo locomotion: 1M steps, batch 256, 2x256, tau 0.7, beta 3; 1M steps online.
+    "paper": dict(eval_interval=50_000, checkpoint_interval=50_000, online_eval_interval=50_000,
+                  online_checkpoint_interval=50_000),
 }
+
+#: Folder of an IQL run directory that holds online fine-tuning.
+ONLINE_DIR = "online"
 
 
 class IQLTrainer(OfflineTrainer):
-    """IQL with advantage-weighted policy extraction on a dataset, evaluated in its environment."""
+    """IQL with advantage-weighted policy extraction on a dataset, evaluated in its environment, and
+    optionally fine-tuned online (:class:`IQLOnlineTrainer`).
+
+    With an online phase the run directory is laid out as Uni-O4's: ``metrics.jsonl``/``tb`` and
+    ``checkpoint.ckpt`` hold the offline phase (step = gradient steps); ``online/`` holds
+    fine-tuning (step = environment steps), whose first entry (step 0) evaluates the offline policy.
+    """
 
     algorithm = "iql"
 
     def __init__(self, config: IQLConfig, run_dir: Path, progress: bool = False,
                  data: OfflineData | None = None) -> None:
-        super().__init__(config, run_dir, progress, data)
+        # With --phase online every offline setting comes from the offline run being fine-tuned.
+        offline_config: IQLConfig = read_offline_run(config, "iql") if config.phase == "online" else config
+        super().__init__(offline_config, run_dir, progress, data)
         self.config: IQLConfig = config
+        self.offline_config = offline_config
+        oc = offline_config
+        reward_scale = (return_range_reward_scale(self.data.dataset) if oc.reward_normalization == "return-range"
+                        else 1.0)
         self.settings = IQLSettings(
-            q_hidden=config.q_hidden, value_hidden=config.value_hidden, policy_hidden=config.policy_hidden,
-            activation="relu", gamma=config.gamma, expectile=config.expectile, polyak=config.polyak,
-            target_update_period=config.target_update_period, critic_learning_rate=config.critic_learning_rate,
-            policy_learning_rate=config.policy_learning_rate, batch_size=config.batch_size,
-            temperature=config.temperature, max_weight=config.max_weight,
-            timeouts_as_terminals=config.timeouts_as_terminals)
+            q_hidden=oc.q_hidden, value_hidden=oc.value_hidden, policy_hidden=oc.policy_hidden,
+            activation="relu", gamma=oc.gamma, expectile=oc.expectile, polyak=oc.polyak,
+            target_update_period=oc.target_update_period, critic_learning_rate=oc.critic_learning_rate,
+            policy_learning_rate=oc.policy_learning_rate, batch_size=oc.batch_size,
+            temperature=oc.temperature, max_weight=oc.max_weight,
+            timeouts_as_terminals=oc.timeouts_as_terminals, reward_scale=reward_scale)
         self.networks = make_iql_networks(self.settings, self.data.action_dim)
-        key = Seeder(config.seed).jax_key("iql")
+        key = Seeder(oc.seed).jax_key("iql")
         self.state = init_iql_state(self.networks, self.settings, self.data.observation_dim, self.data.action_dim, key)
+        self.online_trainer: IQLOnlineTrainer | None = None
+        if config.phase == "online":
+            self.load_checkpoint(Path(config.offline_run) / "checkpoint.ckpt")
 
     def stages(self) -> list[Stage]:
         """One stage: ``steps`` joint critic and policy steps."""
-        return [Stage("iql", self.config.steps, self._train_chunk)]
+        return [Stage("iql", self.offline_config.steps, self._train_chunk)]
 
     def _train_chunk(self, steps: int) -> dict[str, float]:
         self.state, metrics = self.train_steps(self.state, self.data.transitions, steps)
@@ -616,6 +702,84 @@ class IQLTrainer(OfflineTrainer):
         """The AWR policy's mean action for raw observations."""
         return gaussian_mean_policy(self.networks.policy, self.state.policy_params, self.data.normalizer)
 
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Deterministic evaluation of the current policy: the fine-tuned one once fine-tuning has begun."""
+        if self.online_trainer is not None:
+            return self.online_trainer.evaluate(episodes)
+        return super().evaluate(episodes)
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    def train(self, stop_at_step: int | None = None, stop_online_at_step: int | None = None) -> dict[str, Any]:
+        """The offline phase (unless ``--phase online``), then fine-tuning (unless ``--phase offline``).
+
+        :param stop_at_step: pause the offline phase at this gradient step (see :class:`OfflineTrainer`).
+        :param stop_online_at_step: pause fine-tuning at this env step.
+        """
+        if self.config.phase == "offline":
+            return super().train(stop_at_step)
+        final: dict[str, Any] = {}
+        if self.config.phase == "online":
+            self.save_checkpoint()  # the run directory holds the policy and critic it fine-tunes
+        else:
+            offline = super().train(stop_at_step)
+            if offline.get("paused"):
+                return offline
+            final.update(offline)
+        final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
+        final["offline/gradient_steps"] = self.step
+        final["offline/wall_time_s"] = self.elapsed
+        online = self.train_online(stop_online_at_step)
+        if online.get("paused"):
+            return online
+        final.update(online)
+        final["online/wall_time_s"] = online.get("wall_time_s", 0.0)
+        final["wall_time_s"] = self.elapsed + final["online/wall_time_s"]
+        return final
+
+    def online_config(self) -> SACConfig:
+        """The loop settings of fine-tuning: one env, one IQL step per env step from the first step
+        (the policy is trained; no random warm-up), a replay that never evicts."""
+        config = self.config
+        return SACConfig(
+            env=self.env_id, seed=config.seed, total_steps=config.online_steps, preset=config.preset,
+            action_repeat=self.data.dataset.action_repeat, batch_size=self.settings.batch_size,
+            gamma=self.settings.gamma, learning_starts=0, update_every=1, updates_per_call=1,
+            replay_size=len(self.data.dataset) + config.online_steps, eval_interval=config.online_eval_interval,
+            eval_episodes=config.eval_episodes, checkpoint_interval=config.online_checkpoint_interval,
+            log_interval=self.offline_config.log_interval)
+
+    def make_online_trainer(self) -> IQLOnlineTrainer:
+        """The fine-tuning trainer, starting from the offline state."""
+        online_config = self.online_config()
+        online_config.validate()
+        return IQLOnlineTrainer(online_config, self.run_dir / ONLINE_DIR, self.progress, self.networks,
+                                self.settings, self.state, self.data)
+
+    def train_online(self, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Fine-tune online (resuming ``online/checkpoint.ckpt`` if there is one)."""
+        trainer = self.online_trainer
+        if trainer is None:
+            trainer = self.online_trainer = self.make_online_trainer()
+            checkpoint = trainer.run_dir / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainer.load_checkpoint(checkpoint)
+            else:
+                # Step 0 of the online curve: the offline policy before any online update.
+                with RunLogger(trainer.run_dir, self.config.online_steps, progress=False) as logger:
+                    logger.log(0, trainer.evaluate(self.config.eval_episodes))
+        return trainer.train(stop_at_step)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore the offline state; where fine-tuning has a checkpoint, restore that too."""
+        super().load_checkpoint(path)
+        online_checkpoint = self.run_dir / ONLINE_DIR / "checkpoint.ckpt"
+        if path.parent == self.run_dir and online_checkpoint.is_file() and self.config.phase != "offline":
+            self.online_trainer = self.make_online_trainer()
+            self.online_trainer.load_checkpoint(online_checkpoint)
+
     def checkpoint_state(self) -> IQLState:
         """The IQL state."""
         return self.state
@@ -624,15 +788,114 @@ class IQLTrainer(OfflineTrainer):
         """Take back :meth:`checkpoint_state` output."""
         self.state = state
 
+    def close(self) -> None:
+        """Close environments."""
+        super().close()
+        if self.online_trainer is not None:
+            self.online_trainer.close()
+
+
+class IQLOnlineTrainer(SACTrainer):
+    """IQL fine-tuned online, as the IQL code's ``train_finetune.py``: the replay starts as the whole
+    offline dataset and every env step adds the policy's transition and takes one joint IQL step
+    (V, AWR policy, Q, target) on a minibatch drawn uniformly from it; the policy acts by sampling
+    its Gaussian, clipped to [-1, 1]. SAC's loop supplies acting, staging, evaluation and checkpoints.
+
+    Two choices of ours, both documented in ``docs/algorithms/uni-o4.md``: observations are
+    standardised with the dataset's frozen statistics (as offline), and online rewards get the
+    offline reward scale too (the IQL code scales only the dataset's rewards, so with its locomotion
+    scaling on, the two parts of its replay would disagree).
+
+    :param networks: IQL's networks.
+    :param settings: IQL's hyper-parameters (with the offline reward scale).
+    :param state: the offline IQL state to start from.
+    :param data: the offline dataset (normalised), which fills the replay first.
+    """
+
+    algorithm = "iql-online"
+    fused_store_and_learn = False
+
+    def __init__(self, config: SACConfig, run_dir: Path, progress: bool, networks: IQLNetworks,
+                 settings: IQLSettings, state: IQLState, data: OfflineData) -> None:
+        # Set before SAC's constructor, which refreshes the host copy of the acting policy.
+        self.iql_networks, self.iql_settings, self.iql_state = networks, settings, state
+        self.state_normalizer = data.normalizer
+        self.normalized_score = data.normalized_score
+        super().__init__(config, run_dir, progress)
+        bounds = cast(gym.spaces.Box, self.env.action_space)
+        if not (np.allclose(bounds.low, -1.0) and np.allclose(bounds.high, 1.0)):
+            raise ConfigError(f"IQL fine-tuning acts in the dataset's action units, which offline learners treat as "
+                              f"[-1, 1]; {config.env} has bounds [{bounds.low}, {bounds.high}]")
+        self.buffer = add_transitions(self.buffer, data.transitions)
+
+    def actor_actions(self, observations: np.ndarray, actor_params: Any = None,
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions in [-1, 1] of the AWR policy for raw observations: sampled with ``rng``, else its mean."""
+        params = self._host_actor if actor_params is None else actor_params
+        normalized = cast(np.ndarray, self.state_normalizer(np.asarray(observations, np.float32)))
+        distribution = self.iql_networks.policy.apply_numpy(params, normalized)
+        return np.clip(np.asarray(distribution.mode() if rng is None else distribution.sample_numpy(rng)), -1.0, 1.0)
+
+    def act_deterministic(self, observations: np.ndarray) -> np.ndarray:
+        """The policy's mean action, clipped to [-1, 1] (the env's bounds), as offline evaluation acts."""
+        return self.actor_actions(observations)
+
+    def refresh_host_actor(self) -> None:
+        """Copy the policy's parameters to the host (after updates)."""
+        self._host_actor = jax.tree_util.tree_map(np.array, jax.device_get(self.iql_state.policy_params))
+
+    def store(self, transitions: TransitionBatch) -> None:
+        """Add staged transitions, their observations standardised as the dataset's, to the replay."""
+        normalized = dataclasses.replace(transitions, observations=self.state_normalizer(transitions.observations),
+                                         next_observations=self.state_normalizer(transitions.next_observations))
+        self.buffer = add_transitions(self.buffer, normalized)
+
+    def learn(self, num_updates: int) -> None:
+        """``num_updates`` IQL steps on the replay."""
+        self.iql_state, self.last_metrics = iql_replay_steps(self.iql_state, self.buffer, num_updates,
+                                                             networks=self.iql_networks, settings=self.iql_settings)
+        self.num_updates += num_updates
+        self.refresh_host_actor()
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Deterministic evaluation; the normalised score uses the dataset's reference returns."""
+        result = evaluate_policy(self.eval_env, self.act_deterministic, episodes, self.eval_seed)
+        score = self.normalized_score(result["eval/return_mean"])
+        if score is not None:
+            result["eval/normalized_score"] = score
+        return result
+
+    def checkpoint_state(self) -> Any:
+        """The IQL state and the replay (offline rows included)."""
+        return {"iql": self.iql_state, "replay": self.buffer}
+
+    def restore_checkpoint_state(self, state: Any) -> None:
+        """Take back :meth:`checkpoint_state` output."""
+        self.iql_state, self.buffer = state["iql"], state["replay"]
+
 
 def _make_trainer(config: IQLConfig, run_dir: Path, progress: bool) -> IQLTrainer:
     return IQLTrainer(config, run_dir, progress)
 
 
 def _train_seeds(configs: list[IQLConfig], run_dirs: list[Path], progress: bool) -> list[dict[str, Any]]:
-    return train_seeds(IQLTrainer, configs, run_dirs, progress)
+    if configs[0].phase == "offline":
+        return train_seeds(IQLTrainer, configs, run_dirs, progress)
+    # Fine-tuning steps one environment per run, so runs with an online phase train one after another.
+    finals = []
+    for index, (config, run_dir) in enumerate(zip(configs, run_dirs, strict=True)):
+        trainer = IQLTrainer(config, Path(run_dir), progress and index == 0)
+        try:
+            checkpoint = Path(run_dir) / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainer.load_checkpoint(checkpoint)
+            finals.append({"env": trainer.env_id, **trainer.train()})
+        finally:
+            trainer.close()
+    return finals
 
 
 ALGORITHM = AlgorithmSpec(name="iql", config_cls=IQLConfig, presets=IQL_PRESETS, make_trainer=_make_trainer,
-                          summary="Implicit Q-Learning with advantage-weighted policy extraction (offline)",
+                          summary="Implicit Q-Learning with advantage-weighted policy extraction (offline, "
+                                  "optionally fine-tuned online)",
                           train_seeds=_train_seeds)

@@ -50,20 +50,20 @@ from hybridrl.core.evaluation import ActFunction
 from hybridrl.core.logging import RunLogger, read_metrics
 from hybridrl.core.networks import GaussianPolicy, ValueHead
 from hybridrl.core.seeding import Seeder
-from hybridrl.errors import CheckpointError, ConfigError, RunDirectoryError
+from hybridrl.errors import CheckpointError, ConfigError
 from hybridrl.experiments.statistics import ope_fidelity, spearman
 from hybridrl.offline import bc, dynamics, iql, ope
 from hybridrl.offline.common import (
-    OfflineConfig,
+    OfflineToOnlineConfig,
     OfflineTrainer,
+    Phase,
     Stage,
     StateNormalizer,
     gaussian_mean_policy,
     host_scalars,
+    read_offline_run,
 )
 from hybridrl.rl.ppo import PPOConfig, PPONetworks, PPOTrainer, PPOTrainState, make_optimizer
-
-Phase = Literal["offline", "online", "both"]
 
 # --------------------------------------------------------------------------------------------
 # Config and presets
@@ -71,13 +71,11 @@ Phase = Literal["offline", "online", "both"]
 
 
 @dataclass
-class UniO4Config(OfflineConfig):
+class UniO4Config(OfflineToOnlineConfig):
     """Uni-O4 options. ``hybridrl train uni-o4 --help`` shows each with its preset default."""
 
     phase: Phase = "both"
     """Which phases to run: offline (critic, dynamics, BC, offline PPO), online (needs --offline-run), or both."""
-    offline_run: str = ""
-    """With --phase online: the run directory of a finished offline phase to fine-tune from."""
     # -- critic (IQL) -------------------------------------------------------------------------
     critic_steps: int = 2_000_000
     """Gradient steps of the IQL critic."""
@@ -212,11 +210,7 @@ class UniO4Config(OfflineConfig):
             raise ConfigError(f"--expectile must lie in (0, 1), got {self.expectile}")
         if self.ppo_patience < 0 or self.ope_true_episodes < 0:
             raise ConfigError("--ppo-patience and --ope-true-episodes must be >= 0 (0 turns them off)")
-        if self.phase == "online" and not self.offline_run:
-            raise ConfigError("--phase online fine-tunes a finished offline phase: pass --offline-run RUN_DIR "
-                              "(a run of `hybridrl train uni-o4 --phase offline`), or use --phase both")
-        if self.phase != "online" and self.offline_run:
-            raise ConfigError("--offline-run is only used with --phase online")
+        self.validate_phase("uni-o4")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -432,7 +426,7 @@ class UniO4Trainer(OfflineTrainer):
 
     def __init__(self, config: UniO4Config, run_dir: Path, progress: bool = False) -> None:
         # With --phase online every offline setting comes from the offline run being fine-tuned.
-        offline_config = read_offline_run(config) if config.phase == "online" else config
+        offline_config = read_offline_run(config, "uni-o4") if config.phase == "online" else config
         super().__init__(offline_config, run_dir, progress)
         self.config: UniO4Config = config
         self.offline_config = offline_config
@@ -917,27 +911,6 @@ def scale_value_output(value_params: Any, scale: float) -> Any:
     output = value_params["mlp"]["output"]
     scaled = {"kernel": output["kernel"] * scale, "bias": output["bias"] * scale}
     return {**value_params, "mlp": {**value_params["mlp"], "output": scaled}}
-
-
-def read_offline_run(config: UniO4Config) -> UniO4Config:
-    """The config of the offline run ``config.offline_run`` fine-tunes, checked for use.
-
-    :raises RunDirectoryError: it is not a Uni-O4 run with a finished offline phase, or its dataset
-        differs from ``config.dataset``.
-    """
-    from hybridrl.runs import is_finished, read_run_config
-
-    folder = Path(config.offline_run)
-    spec, offline = read_run_config(folder)
-    if spec.name != "uni-o4":
-        raise RunDirectoryError(f"--offline-run {folder} is a {spec.name} run; pass a uni-o4 run directory")
-    if offline.phase == "online" or not (folder / "checkpoint.ckpt").is_file() or not is_finished(folder):
-        raise RunDirectoryError(f"--offline-run {folder} has no finished offline phase; finish it with "
-                                f"`hybridrl resume {folder}` or train one with --phase offline")
-    if offline.dataset != config.dataset:
-        raise RunDirectoryError(f"--offline-run {folder} was trained on {offline.dataset!r}, not {config.dataset!r}; "
-                                f"pass --dataset {offline.dataset}")
-    return cast(UniO4Config, offline)
 
 
 def _report(run_dir: Path, final: dict[str, Any], title: str) -> tuple[Path, str]:
