@@ -20,14 +20,17 @@ evaluation and the `ope/`, `critic/`, `dynamics/`, `bc/` and `ppo/` diagnostics)
   member's true return measured at each AM-Q round (`--ope-true-episodes`), so the report gives
   AM-Q's rank correlation with the true return per dataset;
 * scratch: PPO (its `cpu` preset, our tuned from-scratch settings) for the same online budget on
-  each dataset's environment.
+  each dataset's environment;
+* iql-finetune: IQL as its code runs MuJoCo locomotion (rewards scaled to a return range of 1000,
+  `--reward-normalization return-range`), offline, then fine-tuned online for `--online-steps`
+  with the dataset seeding its replay: the paper-faithful IQL offline row and the IQL online row.
 
-Baselines, then Uni-O4, each one sweep over every dataset, seed by seed (seed 0 on every dataset,
+Baselines, then Uni-O4, then the others, each one sweep over every dataset, seed by seed (seed 0 on every dataset,
 then seed 1, ...), each run recorded as it finishes, so an interrupted sweep leaves every row with
 its finished seeds and no worker idles at a dataset's last seed. Each run's score is its final
 evaluation over `--final-eval-episodes` (50) episodes.
 
-    python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch] [--report-only]
+    python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch iql-finetune] [--report-only]
 """
 
 from __future__ import annotations
@@ -96,6 +99,10 @@ DATASETS = ("hopper-medium-sac-v5", "walker2d-medium-sac-v5", "halfcheetah-mediu
 #: Metric prefixes kept in the committed per-run records: the evaluations, AM-Q's scores with the true
 #: returns and survival it is checked against, and the critic, dynamics, BC and offline PPO diagnostics.
 KEEP = ("eval/", "offline/", "ope/", "critic/", "dynamics/", "bc/", "ppo/")
+#: The same for IQL fine-tuned: its losses and value statistics, offline and online.
+KEEP_IQL = ("eval/", "iql/", "train/")
+#: Sweeps of the benchmark, in the order they run.
+SWEEPS = ("baselines", "uni-o4", "scratch", "iql-finetune")
 
 
 def main() -> None:
@@ -110,7 +117,7 @@ def main() -> None:
                         help="real episodes per member at every AM-Q round (AM-Q's fidelity)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="summarise finished runs, run nothing")
-    parser.add_argument("--only", nargs="+", choices=("baselines", "uni-o4", "scratch"), default=None,
+    parser.add_argument("--only", nargs="+", choices=SWEEPS, default=None,
                         help="run only these sweeps (the others are summarised as they are)")
     arguments = parser.parse_args()
     os.chdir(REPOSITORY)
@@ -143,13 +150,20 @@ def main() -> None:
                      skip("baselines"))
     sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec(arguments.datasets), KEEP, arguments.workers, skip("uni-o4"),
                      extra_metrics=("online",))
-    scratch = None
+    scratch = iql_finetune = None
     if arguments.online_steps:
         scratch = sweep_or_records(f"{NAME}/scratch", {
             "name": f"{NAME}-scratch", "output": f"benchmarks/runs/{NAME}/scratch", "algorithm": "ppo", "env": envs,
             "preset": arguments.preset, "seeds": arguments.seeds,
             "overrides": {"total_steps": arguments.online_steps, "eval_interval": 10_000},
         }, ("eval/return_mean",), arguments.workers, skip("scratch"))
+        iql_finetune = sweep_or_records(f"{NAME}/iql-finetune", {
+            "name": f"{NAME}-iql-finetune", "output": f"benchmarks/runs/{NAME}/iql-finetune", "algorithm": "iql",
+            "dataset": list(arguments.datasets), "preset": arguments.preset, "seeds": arguments.seeds,
+            "overrides": {"phase": "both", "reward_normalization": "return-range",
+                          "final_eval_episodes": arguments.final_eval_episodes,
+                          "online_steps": arguments.online_steps, "online_eval_interval": 10_000},
+        }, KEEP_IQL, arguments.workers, skip("iql-finetune"), extra_metrics=("online",))
 
     from hybridrl.experiments.spec import expand_sweep, load_sweep_spec
     from hybridrl.runs import is_finished
@@ -194,6 +208,15 @@ def main() -> None:
         if arguments.online_steps and (run.run_dir / "online").is_dir():
             steps, returns = _curve(run.run_dir / "online")
             curves.setdefault(run.task, {}).setdefault("uni-o4", []).append((steps, _normalize(returns, reference)))
+    for run in expand_sweep(iql_finetune) if iql_finetune is not None else []:
+        if not is_finished(run.run_dir):
+            continue
+        final = json.loads((run.run_dir / "final.json").read_text())
+        reference = references[run.task]
+        offline_scores[run.task].setdefault("iql, reward-scaled", []).append(
+            float(_normalize(final["offline/eval/return_mean"], reference)))
+        steps, returns = _curve(run.run_dir / "online")
+        curves.setdefault(run.task, {}).setdefault("iql fine-tuned", []).append((steps, _normalize(returns, reference)))
     for run in expand_sweep(scratch) if scratch is not None else []:
         if not is_finished(run.run_dir):
             continue
@@ -331,6 +354,7 @@ def _comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, str]:
 
     return {"uni-o4 vs its bc start": verdict("uni-o4", "uni-o4 bc start"), "uni-o4 vs bc": verdict("uni-o4", "bc"),
             "uni-o4 vs iql": verdict("uni-o4", "iql"),
+            "uni-o4 vs iql, reward-scaled": verdict("uni-o4", "iql, reward-scaled"),
             "released selection vs iql": verdict("released selection", "iql")}
 
 
@@ -380,7 +404,7 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
         return (f"{entry['iqm']:.1f} [{entry['iqm_low']:.1f}, {entry['iqm_high']:.1f}] "
                 f"(mean {entry['mean']:.1f}, n={entry['seeds']})")
 
-    columns = ("data", "bc", "iql", "uni-o4 bc start", "uni-o4", "released selection")
+    columns = ("data", "bc", "iql", "iql, reward-scaled", "uni-o4 bc start", "uni-o4", "released selection")
     lines = [f"# Uni-O4 at `{arguments.preset}` scale", "",
              f"Seeds: {arguments.seeds}. Scores: normalised with each dataset's measured random and expert returns "
              "(0 = random, 100 = expert); each run's score is its final evaluation over "
@@ -388,16 +412,19 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
              "dataset's own episodes; *uni-o4 bc start*: Uni-O4's BC ensemble before offline PPO (its last "
              "10-episode evaluation); *uni-o4*: the policy the AM-Q gate returns (this issue's rule); *released "
              "selection*: from the same run, the released code's choice, AM-Q's top 3 screened with 10 real episodes "
-             "each (a small online budget), scored on the same final episodes (runs from December 2026 on). "
+             "each (a small online budget), scored on the same final episodes (runs from December 2026 on); "
+             "*iql, reward-scaled*: IQL with the IQL code's locomotion rewards (x 1000 / the dataset's range of "
+             "episode returns), before its fine-tuning. "
              "Generated by "
              "`python benchmarks/uni_o4.py`.", "", "## Offline", "",
              "| dataset | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for dataset, methods in offline.items():
         lines.append(f"| {dataset} | " + " | ".join(cell(methods.get(m)) for m in columns) + " |")
     lines += ["", "| dataset | Uni-O4 vs its BC start | Uni-O4 vs BC | Uni-O4 vs IQL (the paper: Uni-O4 > IQL) "
-              "| released selection vs IQL |", "|---|---|---|---|---|"]
+              "| Uni-O4 vs IQL, reward-scaled | released selection vs IQL |", "|---|---|---|---|---|---|"]
     lines += [f"| {dataset} | {entry['uni-o4 vs its bc start']} | {entry['uni-o4 vs bc']} | {entry['uni-o4 vs iql']} "
-              f"| {entry['released selection vs iql']} |" for dataset, entry in comparisons.items()]
+              f"| {entry['uni-o4 vs iql, reward-scaled']} | {entry['released selection vs iql']} |"
+              for dataset, entry in comparisons.items()]
     if fidelity:
         lines += ["", "## AM-Q against the true return", "",
                   "At every AM-Q round each member's offline policy is also run for "
