@@ -60,6 +60,22 @@ def pause_then_resume(make_trainer: Callable[[], Any], stop_at_step: int,
     return paused, resumed, final
 
 
+def interrupt_run(spec: Any, config: Any, run_dir: Path, **stops: int) -> None:
+    """Start ``config`` of algorithm ``spec`` in a new ``run_dir`` and stop it where ``stops`` say
+    (the trainer's ``train`` arguments, e.g. ``stop_at_step=100``), as a killed run would leave it:
+    unfinished, with a checkpoint for ``hybridrl resume``."""
+    from hybridrl import runs
+
+    run_dir.mkdir(parents=True)
+    runs.write_run_config(run_dir, spec, config)
+    trainer = spec.make_trainer(config, run_dir, False)
+    try:
+        assert trainer.train(**stops)["paused"]
+    finally:
+        trainer.close()
+    assert not runs.is_finished(run_dir)
+
+
 #: float32 unit round-off, ``u = 2**-24``.
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 

@@ -250,21 +250,14 @@ def test_training_is_deterministic_for_a_key() -> None:
 def test_bc_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     from hybridrl import runs
     from hybridrl.algorithms import get_algorithm
-    from hybridrl.offline.bc import BCTrainer
-    from hybridrl.testing import metrics_without_timing
+    from hybridrl.testing import interrupt_run, metrics_without_timing
 
     spec = get_algorithm("bc")
     config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=1)
     whole = runs.start(spec, config, tmp_path / "whole")
     assert whole.final["step"] == 200 and "eval/normalized_score" in whole.final
     interrupted = tmp_path / "interrupted"
-    interrupted.mkdir()
-    runs.write_run_config(interrupted, spec, config)
-    trainer = BCTrainer(config, interrupted)
-    try:
-        assert trainer.train(stop_at_step=100)["paused"]
-    finally:
-        trainer.close()
+    interrupt_run(spec, config, interrupted, stop_at_step=100)
     resumed = runs.resume(interrupted)
     assert resumed.final["eval/return_mean"] == whole.final["eval/return_mean"]
     assert metrics_without_timing(whole.run_dir) == metrics_without_timing(interrupted)

@@ -490,22 +490,14 @@ def test_smoke_run_of_both_phases_fine_tunes_from_the_offline_policy(tmp_path: P
 def test_interrupted_fine_tuning_resumes_to_the_same_result(tmp_path: Path) -> None:
     from hybridrl import runs
     from hybridrl.algorithms import get_algorithm
-    from hybridrl.offline.iql import IQLTrainer
-    from hybridrl.testing import metrics_without_timing
+    from hybridrl.testing import interrupt_run, metrics_without_timing
 
     spec = get_algorithm("iql")
     # A final evaluation of its own: a resume inside fine-tuning must not evaluate the offline phase's end again.
     config = spec.make_config("smoke", dataset="hopper-medium-v5", seed=3, phase="both", final_eval_episodes=2)
     whole = runs.start(spec, config, tmp_path / "whole")
-    interrupted = tmp_path / "interrupted"
-    interrupted.mkdir()
-    runs.write_run_config(interrupted, spec, config)
-    trainer = IQLTrainer(config, interrupted)
-    try:
-        assert trainer.train(stop_online_at_step=150)["paused"]
-    finally:
-        trainer.close()
-    resumed = runs.resume(interrupted)
+    interrupt_run(spec, config, tmp_path / "interrupted", stop_online_at_step=150)
+    resumed = runs.resume(tmp_path / "interrupted")
     assert_trees_equal(_online_checkpoint(whole.run_dir), _online_checkpoint(resumed.run_dir))
     assert metrics_without_timing(whole.run_dir) == metrics_without_timing(resumed.run_dir)
     assert metrics_without_timing(whole.run_dir / "online") == metrics_without_timing(resumed.run_dir / "online")

@@ -27,7 +27,7 @@ from hybridrl.offline.uni_o4 import (
     replace_improved_references,
     scale_value_output,
 )
-from hybridrl.testing import assert_trees_equal, metrics_without_timing
+from hybridrl.testing import assert_trees_equal, interrupt_run, metrics_without_timing
 
 SPEC = get_algorithm("uni-o4")
 
@@ -134,17 +134,6 @@ def test_the_returned_offline_policy_is_the_one_the_gate_accepted(tmp_path: Path
         trainer.close()
 
 
-def _interrupt(config: object, run_dir: Path, **stops: int) -> None:
-    run_dir.mkdir()
-    runs.write_run_config(run_dir, SPEC, config)
-    trainer = UniO4Trainer(config, run_dir)  # type: ignore[arg-type]
-    try:
-        assert trainer.train(**stops)["paused"]
-    finally:
-        trainer.close()
-    assert not runs.is_finished(run_dir)
-
-
 @pytest.mark.usefixtures("minari_root")
 @pytest.mark.parametrize(("phase", "stops"), [("offline", {"stop_at_step": 100}),   # inside the critic stage
                                                ("offline", {"stop_at_step": 300}),   # inside the dynamics fit
@@ -154,7 +143,7 @@ def _interrupt(config: object, run_dir: Path, **stops: int) -> None:
 def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, phase: str, stops: dict[str, int]) -> None:
     config = SPEC.make_config("smoke", dataset="hopper-medium-v5", seed=3, phase=phase)
     whole = runs.start(SPEC, config, tmp_path / "whole")
-    _interrupt(config, tmp_path / "interrupted", **stops)
+    interrupt_run(SPEC, config, tmp_path / "interrupted", **stops)
     resumed = runs.resume(tmp_path / "interrupted")
     assert_trees_equal(_artefacts(whole.run_dir), _artefacts(resumed.run_dir))
     assert metrics_without_timing(whole.run_dir) == metrics_without_timing(resumed.run_dir)

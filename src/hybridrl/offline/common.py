@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -99,6 +99,8 @@ class OfflineToOnlineConfig(OfflineConfig):
     """Which phases to run: offline, online (fine-tunes --offline-run), or both."""
     offline_run: str = ""
     """With --phase online: the run directory of a finished offline phase to fine-tune from."""
+    online_steps: int = 1_000_000
+    """Environment steps of online fine-tuning."""
 
     def validate_phase(self, algorithm: str) -> None:
         """Raise :class:`ConfigError` for a phase that cannot run."""
@@ -109,6 +111,8 @@ class OfflineToOnlineConfig(OfflineConfig):
                               f"(a run of `hybridrl train {algorithm} --phase offline`), or use --phase both")
         if self.phase != "online" and self.offline_run:
             raise ConfigError("--offline-run is only used with --phase online")
+        if self.online_steps <= 0:
+            raise ConfigError(f"--online-steps must be positive, got {self.online_steps}")
 
 
 def read_offline_run(config: OfflineToOnlineConfig, algorithm: str) -> Any:
@@ -386,6 +390,115 @@ class OfflineTrainer:
     def close(self) -> None:
         """Close the evaluation environment."""
         self.eval_env.close()
+
+
+class OnlineTrainer(Protocol):
+    """What an offline-to-online learner needs of its fine-tuning trainer (a PPO or SAC trainer)."""
+
+    run_dir: Path
+
+    def train(self, stop_at_step: int | None = None) -> dict[str, Any]: ...
+
+    def evaluate(self, episodes: int) -> dict[str, float]: ...
+
+    def act_deterministic(self, observations: np.ndarray) -> np.ndarray: ...
+
+    def load_checkpoint(self, path: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: Folder of an offline-to-online run directory that holds online fine-tuning.
+ONLINE_DIR = "online"
+
+
+class OfflineToOnlineTrainer(OfflineTrainer):
+    """An offline learner whose policy is then fine-tuned online (Uni-O4, IQL), by the trainer its
+    :meth:`make_online_trainer` builds, in ``run_dir/online``.
+
+    Beyond :mod:`hybridrl.runs`'s layout: ``metrics.jsonl``/``tb`` hold the offline phase (step =
+    gradient steps) and ``checkpoint.ckpt`` its state; ``online/`` holds fine-tuning (step = env
+    steps, its own ``metrics.jsonl``, ``tb`` and ``checkpoint.ckpt``), whose first entry (step 0)
+    evaluates the offline policy before any online update. With ``--phase online`` the run directory
+    starts from the checkpoint of ``--offline-run`` (the subclass loads it).
+    """
+
+    config: OfflineToOnlineConfig
+
+    def __init__(self, config: OfflineToOnlineConfig, run_dir: Path, progress: bool = False,
+                 data: OfflineData | None = None) -> None:
+        super().__init__(config, run_dir, progress, data)
+        self.online_trainer: OnlineTrainer | None = None
+
+    def make_online_trainer(self) -> OnlineTrainer:
+        """The fine-tuning trainer, in ``run_dir/online``, starting from the offline policy."""
+        raise NotImplementedError
+
+    def offline_final_metrics(self) -> dict[str, Any]:
+        """What ``final.json`` records about the offline phase beyond its last evaluation (a learner may add)."""
+        return {}
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Deterministic evaluation of the current policy: the fine-tuned one once fine-tuning has begun."""
+        if self.online_trainer is not None:
+            return self.online_trainer.evaluate(episodes)
+        return super().evaluate(episodes)
+
+    def train(self, stop_at_step: int | None = None, stop_online_at_step: int | None = None) -> dict[str, Any]:
+        """The offline phase (unless ``--phase online``), then fine-tuning (unless ``--phase offline``).
+
+        :param stop_at_step: pause the offline phase at this gradient step (see :class:`OfflineTrainer`).
+        :param stop_online_at_step: pause fine-tuning at this env step.
+        :returns: the final metrics: the offline phase's under ``offline/``, then fine-tuning's.
+        """
+        final: dict[str, Any] = {}
+        if self.config.phase == "online":
+            self.save_checkpoint()  # the run directory holds the offline state it fine-tunes
+        else:
+            offline = super().train(stop_at_step)
+            if offline.get("paused"):
+                return offline
+            final.update(offline)
+        final.update(self.offline_final_metrics())
+        final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
+        final["offline/gradient_steps"] = self.step
+        final["offline/wall_time_s"] = self.elapsed
+        if self.config.phase != "offline":
+            online = self.train_online(stop_online_at_step)
+            if online.get("paused"):
+                return online
+            final.update(online)
+            final["online/wall_time_s"] = online.get("wall_time_s", 0.0)
+            final["wall_time_s"] = self.elapsed + final["online/wall_time_s"]
+        return final
+
+    def train_online(self, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Fine-tune online (resuming ``online/checkpoint.ckpt`` if there is one)."""
+        trainer = self.online_trainer
+        if trainer is None:
+            trainer = self.online_trainer = self.make_online_trainer()
+            checkpoint = trainer.run_dir / "checkpoint.ckpt"
+            if checkpoint.is_file():
+                trainer.load_checkpoint(checkpoint)
+            else:
+                # Step 0 of the online curve: the offline policy before any online update.
+                with RunLogger(trainer.run_dir, self.config.online_steps, progress=False) as logger:
+                    logger.log(0, trainer.evaluate(self.config.eval_episodes))
+        return trainer.train(stop_at_step)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore the offline state; where fine-tuning has a checkpoint, restore that too."""
+        super().load_checkpoint(path)
+        online_checkpoint = self.run_dir / ONLINE_DIR / "checkpoint.ckpt"
+        if path.parent == self.run_dir and online_checkpoint.is_file() and self.config.phase != "offline":
+            self.online_trainer = self.make_online_trainer()
+            self.online_trainer.load_checkpoint(online_checkpoint)
+
+    def close(self) -> None:
+        """Close environments."""
+        super().close()
+        if self.online_trainer is not None:
+            self.online_trainer.close()
 
 
 def train_in_lockstep(trainers: Sequence[OfflineTrainer],

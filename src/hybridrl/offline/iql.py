@@ -50,16 +50,16 @@ from flax import struct
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import ActFunction, evaluate_policy
-from hybridrl.core.logging import RunLogger
 from hybridrl.core.networks import Ensemble, GaussianPolicy, QHead, ValueHead
 from hybridrl.core.replay import ReplayBuffer, add_transitions, replay_sample
 from hybridrl.core.seeding import Seeder
 from hybridrl.data.dataset import Dataset, TransitionBatch, sample_transitions
 from hybridrl.errors import ConfigError
 from hybridrl.offline.common import (
+    ONLINE_DIR,
     OfflineData,
     OfflineToOnlineConfig,
-    OfflineTrainer,
+    OfflineToOnlineTrainer,
     Phase,
     Stage,
     gaussian_mean_policy,
@@ -611,9 +611,7 @@ class IQLConfig(OfflineToOnlineConfig):
     reward_normalization: RewardNormalization = "none"
     """return-range: rewards x 1000 / (highest - lowest episode return of the dataset), the IQL code's
     locomotion scaling that its beta = 3 assumes; none: raw rewards."""
-    # -- online fine-tuning (--phase online or both) -----------------------------------------------
-    online_steps: int = 1_000_000
-    """Environment steps of online fine-tuning, one gradient step each."""
+    # -- online fine-tuning (--phase online or both; --online-steps, one gradient step each) -------
     online_eval_interval: int = 10_000
     """Evaluate every this many environment steps online."""
     online_checkpoint_interval: int = 20_000
@@ -623,7 +621,7 @@ class IQLConfig(OfflineToOnlineConfig):
         """Raise :class:`ConfigError` with a fix for every impossible setting."""
         self.validate_offline()
         self.validate_phase("iql")
-        for name in ("steps", "batch_size", "target_update_period", "online_steps"):
+        for name in ("steps", "batch_size", "target_update_period"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("online_eval_interval", "online_checkpoint_interval"):
@@ -646,18 +644,10 @@ IQL_PRESETS: dict[str, dict[str, Any]] = {
                   online_checkpoint_interval=50_000),
 }
 
-#: Folder of an IQL run directory that holds online fine-tuning.
-ONLINE_DIR = "online"
-
-
-class IQLTrainer(OfflineTrainer):
+class IQLTrainer(OfflineToOnlineTrainer):
     """IQL with advantage-weighted policy extraction on a dataset, evaluated in its environment, and
-    optionally fine-tuned online (:class:`IQLOnlineTrainer`).
-
-    With an online phase the run directory is laid out as Uni-O4's: ``metrics.jsonl``/``tb`` and
-    ``checkpoint.ckpt`` hold the offline phase (step = gradient steps); ``online/`` holds
-    fine-tuning (step = environment steps), whose first entry (step 0) evaluates the offline policy.
-    """
+    with ``--phase both`` or ``online`` fine-tuned online (:class:`IQLOnlineTrainer`; the run
+    directory's layout is :class:`OfflineToOnlineTrainer`'s)."""
 
     algorithm = "iql"
 
@@ -681,7 +671,6 @@ class IQLTrainer(OfflineTrainer):
         self.networks = make_iql_networks(self.settings, self.data.action_dim)
         key = Seeder(oc.seed).jax_key("iql")
         self.state = init_iql_state(self.networks, self.settings, self.data.observation_dim, self.data.action_dim, key)
-        self.online_trainer: IQLOnlineTrainer | None = None
         if config.phase == "online":
             self.load_checkpoint(Path(config.offline_run) / "checkpoint.ckpt")
 
@@ -702,41 +691,6 @@ class IQLTrainer(OfflineTrainer):
         """The AWR policy's mean action for raw observations."""
         return gaussian_mean_policy(self.networks.policy, self.state.policy_params, self.data.normalizer)
 
-    def evaluate(self, episodes: int) -> dict[str, float]:
-        """Deterministic evaluation of the current policy: the fine-tuned one once fine-tuning has begun."""
-        if self.online_trainer is not None:
-            return self.online_trainer.evaluate(episodes)
-        return super().evaluate(episodes)
-
-    # -- the run ---------------------------------------------------------------------------------------
-
-    def train(self, stop_at_step: int | None = None, stop_online_at_step: int | None = None) -> dict[str, Any]:
-        """The offline phase (unless ``--phase online``), then fine-tuning (unless ``--phase offline``).
-
-        :param stop_at_step: pause the offline phase at this gradient step (see :class:`OfflineTrainer`).
-        :param stop_online_at_step: pause fine-tuning at this env step.
-        """
-        if self.config.phase == "offline":
-            return super().train(stop_at_step)
-        final: dict[str, Any] = {}
-        if self.config.phase == "online":
-            self.save_checkpoint()  # the run directory holds the policy and critic it fine-tunes
-        else:
-            offline = super().train(stop_at_step)
-            if offline.get("paused"):
-                return offline
-            final.update(offline)
-        final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
-        final["offline/gradient_steps"] = self.step
-        final["offline/wall_time_s"] = self.elapsed
-        online = self.train_online(stop_online_at_step)
-        if online.get("paused"):
-            return online
-        final.update(online)
-        final["online/wall_time_s"] = online.get("wall_time_s", 0.0)
-        final["wall_time_s"] = self.elapsed + final["online/wall_time_s"]
-        return final
-
     def online_config(self) -> SACConfig:
         """The loop settings of fine-tuning: one env, one IQL step per env step from the first step
         (the policy is trained; no random warm-up), a replay that never evicts."""
@@ -756,29 +710,7 @@ class IQLTrainer(OfflineTrainer):
         return IQLOnlineTrainer(online_config, self.run_dir / ONLINE_DIR, self.progress, self.networks,
                                 self.settings, self.state, self.data)
 
-    def train_online(self, stop_at_step: int | None = None) -> dict[str, Any]:
-        """Fine-tune online (resuming ``online/checkpoint.ckpt`` if there is one)."""
-        trainer = self.online_trainer
-        if trainer is None:
-            trainer = self.online_trainer = self.make_online_trainer()
-            checkpoint = trainer.run_dir / "checkpoint.ckpt"
-            if checkpoint.is_file():
-                trainer.load_checkpoint(checkpoint)
-            else:
-                # Step 0 of the online curve: the offline policy before any online update.
-                with RunLogger(trainer.run_dir, self.config.online_steps, progress=False) as logger:
-                    logger.log(0, trainer.evaluate(self.config.eval_episodes))
-        return trainer.train(stop_at_step)
-
     # -- checkpoints -----------------------------------------------------------------------------
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore the offline state; where fine-tuning has a checkpoint, restore that too."""
-        super().load_checkpoint(path)
-        online_checkpoint = self.run_dir / ONLINE_DIR / "checkpoint.ckpt"
-        if path.parent == self.run_dir and online_checkpoint.is_file() and self.config.phase != "offline":
-            self.online_trainer = self.make_online_trainer()
-            self.online_trainer.load_checkpoint(online_checkpoint)
 
     def checkpoint_state(self) -> IQLState:
         """The IQL state."""
@@ -787,12 +719,6 @@ class IQLTrainer(OfflineTrainer):
     def restore_checkpoint_state(self, state: IQLState) -> None:
         """Take back :meth:`checkpoint_state` output."""
         self.state = state
-
-    def close(self) -> None:
-        """Close environments."""
-        super().close()
-        if self.online_trainer is not None:
-            self.online_trainer.close()
 
 
 class IQLOnlineTrainer(SACTrainer):

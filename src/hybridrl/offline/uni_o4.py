@@ -47,15 +47,16 @@ from flax import serialization, struct
 from hybridrl.algorithms import AlgorithmSpec
 from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import ActFunction
-from hybridrl.core.logging import RunLogger, read_metrics
+from hybridrl.core.logging import read_metrics
 from hybridrl.core.networks import GaussianPolicy, ValueHead
 from hybridrl.core.seeding import Seeder
 from hybridrl.errors import CheckpointError, ConfigError
 from hybridrl.experiments.statistics import ope_fidelity, spearman
 from hybridrl.offline import bc, dynamics, iql, ope
 from hybridrl.offline.common import (
+    ONLINE_DIR,
     OfflineToOnlineConfig,
-    OfflineTrainer,
+    OfflineToOnlineTrainer,
     Phase,
     Stage,
     StateNormalizer,
@@ -166,8 +167,6 @@ class UniO4Config(OfflineToOnlineConfig):
     """The offline policy of each member: gated = its last reference AM-Q accepted (BC where none was),
     the paper's; last-iterate = its last offline PPO iterate, whatever AM-Q said (the released code's)."""
     # -- online PPO fine-tuning ---------------------------------------------------------------------
-    online_steps: int = 1_000_000
-    """Environment steps of online fine-tuning."""
     online_rollout_steps: int = 2048
     """Environment steps per PPO update (one env)."""
     online_minibatch_size: int = 128
@@ -409,18 +408,13 @@ class OfflineArtefacts:
     selected: jax.Array
 
 
-ONLINE_DIR = "online"
 DYNAMICS_FIT_BLOB = "dynamics_fit"
 
 
-class UniO4Trainer(OfflineTrainer):
-    """Runs Uni-O4's offline stages and its online fine-tuning in one run directory.
-
-    Beyond :mod:`hybridrl.runs`'s layout: ``metrics.jsonl``/``tb`` hold the offline stages (step =
-    gradient steps) and ``checkpoint.ckpt`` the offline artefacts; ``online/`` holds fine-tuning
-    (step = env steps, its own ``metrics.jsonl``, ``tb`` and ``checkpoint.ckpt``), whose first
-    entry (step 0) evaluates the selected offline policy before any online update.
-    """
+class UniO4Trainer(OfflineToOnlineTrainer):
+    """Runs Uni-O4's offline stages and its online fine-tuning in one run directory (laid out as
+    :class:`OfflineToOnlineTrainer`'s: ``checkpoint.ckpt`` holds the offline artefacts, and step 0
+    of ``online/`` evaluates the selected offline policy)."""
 
     algorithm = "uni-o4"
 
@@ -475,7 +469,6 @@ class UniO4Trainer(OfflineTrainer):
         self.dynamics_fit: dynamics.DynamicsFit | None = None
         self.dynamics_fit_bytes: bytes | None = None
         self.dynamics_trained = False
-        self.online_trainer: UniO4OnlineTrainer | None = None
         if config.phase == "online":
             self.load_checkpoint(Path(config.offline_run) / "checkpoint.ckpt")
 
@@ -705,46 +698,19 @@ class UniO4Trainer(OfflineTrainer):
             return self.online_trainer.act_deterministic
         return self.member_policy(int(self.artefacts.selected))
 
-    def evaluate(self, episodes: int) -> dict[str, float]:
-        """Deterministic evaluation of the current policy."""
-        if self.online_trainer is not None:
-            return self.online_trainer.evaluate(episodes)
-        return super().evaluate(episodes)
-
     # -- the run ---------------------------------------------------------------------------------------
 
-    def train(self, stop_at_step: int | None = None, stop_online_at_step: int | None = None) -> dict[str, Any]:
-        """The offline phase (unless ``--phase online``), then fine-tuning (unless ``--phase offline``).
-
-        :param stop_at_step: pause the offline phase at this gradient step (see :class:`OfflineTrainer`).
-        :param stop_online_at_step: pause fine-tuning at this env step.
-        """
-        final: dict[str, Any] = {}
-        if self.config.phase == "online":
-            self.save_checkpoint()  # the run directory holds the artefacts it fine-tunes
-        else:
-            offline = super().train(stop_at_step)
-            if offline.get("paused"):
-                return offline
-            final.update(offline)
-        final["offline/selected_policy"] = int(self.artefacts.selected)
-        final["offline/data_normalized_score"] = self.data_level()
+    def offline_final_metrics(self) -> dict[str, Any]:
+        """The selected member, the data's and the BC start's levels and, with ``--ope-true-episodes``,
+        AM-Q's rank correlation with true returns and the released code's selection."""
+        final: dict[str, Any] = {"offline/selected_policy": int(self.artefacts.selected),
+                                 "offline/data_normalized_score": self.data_level()}
         bc_score = self.bc_score()
         if bc_score is not None:
             final["offline/bc_normalized_score"] = bc_score
         if self.offline_config.ope_true_episodes:
             final.update({f"offline/ope_{name}": value for name, value in self.ope_fidelity().items()})
             final.update(self.released_selection_score())
-        final.update({f"offline/{name}": value for name, value in self.last_eval.items()})
-        final["offline/gradient_steps"] = self.step
-        final["offline/wall_time_s"] = self.elapsed
-        if self.config.phase != "offline":
-            online = self.train_online(stop_online_at_step)
-            if online.get("paused"):
-                return online
-            final.update(online)
-            final["online/wall_time_s"] = online.get("wall_time_s", 0.0)
-            final["wall_time_s"] = self.elapsed + final["online/wall_time_s"]
         return final
 
     def online_config(self) -> PPOConfig:
@@ -774,28 +740,6 @@ class UniO4Trainer(OfflineTrainer):
         params = {"policy": self.member_params(int(self.artefacts.selected)), "value": jax.device_get(value_params)}
         return UniO4OnlineTrainer(online_config, self.run_dir / ONLINE_DIR, self.progress, networks, params,
                                   self.data.normalizer, self.data.normalized_score)
-
-    def train_online(self, stop_at_step: int | None = None) -> dict[str, Any]:
-        """Fine-tune online (resuming ``online/checkpoint.ckpt`` if there is one)."""
-        trainer = self.online_trainer
-        if trainer is None:
-            trainer = self.online_trainer = self.make_online_trainer()
-            checkpoint = trainer.run_dir / "checkpoint.ckpt"
-            if checkpoint.is_file():
-                trainer.load_checkpoint(checkpoint)
-            else:
-                # Step 0 of the online curve: the offline policy before any online update.
-                with RunLogger(trainer.run_dir, self.config.online_steps, progress=False) as logger:
-                    logger.log(0, trainer.evaluate(self.config.eval_episodes))
-        return trainer.train(stop_at_step)
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore the offline artefacts; where fine-tuning has a checkpoint, restore that too."""
-        super().load_checkpoint(path)
-        online_checkpoint = self.run_dir / ONLINE_DIR / "checkpoint.ckpt"
-        if path.parent == self.run_dir and online_checkpoint.is_file() and self.config.phase != "offline":
-            self.online_trainer = self.make_online_trainer()
-            self.online_trainer.load_checkpoint(online_checkpoint)
 
     def checkpoint_state(self) -> OfflineArtefacts:
         """The offline artefacts."""
@@ -827,13 +771,6 @@ class UniO4Trainer(OfflineTrainer):
         """Keep the dynamics fit in progress until its stage continues it."""
         self.dynamics_fit = None
         self.dynamics_fit_bytes = blobs.get(DYNAMICS_FIT_BLOB)
-
-    def close(self) -> None:
-        """Close environments."""
-        super().close()
-        if self.online_trainer is not None:
-            self.online_trainer.close()
-
 
 class UniO4OnlineTrainer(PPOTrainer):
     """PPO fine-tuning from given networks and parameters, with the dataset's frozen state normaliser.
