@@ -527,3 +527,18 @@ def test_online_phase_fine_tunes_a_finished_offline_run(tmp_path: Path) -> None:
                    run_dir=tmp_path / "wrong-algorithm")
     with pytest.raises(ConfigError, match="--offline-run RUN_DIR"):
         runs.train("iql", preset="smoke", dataset="hopper-medium-v5", phase="online", run_dir=tmp_path / "none")
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_seeds_with_an_online_phase_train_one_after_another_like_single_runs(tmp_path: Path) -> None:
+    from hybridrl import runs
+    from hybridrl.testing import metrics_without_timing
+
+    grouped = runs.train_seeds("iql", seeds=[5, 6], preset="smoke", dataset="hopper-medium-v5", phase="both",
+                               run_dir=tmp_path / "group")
+    alone = runs.train("iql", preset="smoke", dataset="hopper-medium-v5", seed=6, phase="both",
+                       run_dir=tmp_path / "alone")
+    assert [result.final["step"] for result in grouped] == [300, 300]
+    # Not vmapped: the second seed's run is the run it would be alone, bit for bit.
+    assert metrics_without_timing(grouped[1].run_dir / "online") == metrics_without_timing(alone.run_dir / "online")
+    assert grouped[1].final["eval/return_mean"] == alone.final["eval/return_mean"]
