@@ -522,7 +522,7 @@ def test_online_phase_fine_tunes_a_finished_offline_run(tmp_path: Path) -> None:
         runs.train("iql", preset="smoke", dataset="walker2d-random-v5", phase="online",
                    offline_run=str(offline.run_dir), run_dir=tmp_path / "wrong-dataset")
     bc = runs.train("bc", preset="smoke", dataset="hopper-medium-v5", run_dir=tmp_path / "bc")
-    with pytest.raises(HybridRLError, match="is a bc run; pass a iql run"):
+    with pytest.raises(HybridRLError, match="is a bc run; pass a run directory of iql"):
         runs.train("iql", preset="smoke", dataset="hopper-medium-v5", phase="online", offline_run=str(bc.run_dir),
                    run_dir=tmp_path / "wrong-algorithm")
     with pytest.raises(ConfigError, match="--offline-run RUN_DIR"):

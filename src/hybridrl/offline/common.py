@@ -126,7 +126,7 @@ def read_offline_run(config: OfflineToOnlineConfig, algorithm: str) -> Any:
     folder = Path(config.offline_run)
     spec, offline = read_run_config(folder)
     if spec.name != algorithm:
-        raise RunDirectoryError(f"--offline-run {folder} is a {spec.name} run; pass a {algorithm} run directory")
+        raise RunDirectoryError(f"--offline-run {folder} is a {spec.name} run; pass a run directory of {algorithm}")
     if offline.phase == "online" or not (folder / "checkpoint.ckpt").is_file() or not is_finished(folder):
         raise RunDirectoryError(f"--offline-run {folder} has no finished offline phase; finish it with "
                                 f"`hybridrl resume {folder}` or train one with --phase offline")
