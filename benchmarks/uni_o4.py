@@ -103,6 +103,8 @@ DATASETS = ("hopper-medium-sac-v5", "walker2d-medium-sac-v5", "halfcheetah-mediu
 KEEP = ("eval/", "offline/", "ope/", "critic/", "dynamics/", "bc/", "ppo/")
 #: The same for IQL fine-tuned: its losses and value statistics, offline and online.
 KEEP_IQL = ("eval/", "iql/", "train/")
+#: One colour per method in every panel of the online figure.
+ONLINE_COLOURS = {"uni-o4": "C0", "ppo": "C1", "iql fine-tuned": "C2"}
 #: Sweeps of the benchmark, in the order they run.
 SWEEPS = ("baselines", "uni-o4", "scratch", "iql-finetune")
 
@@ -497,8 +499,9 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
                 with warnings.catch_warnings():  # PPO from scratch has no score before its first step
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean, low, high = (np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0))
-                axis.plot(grid, mean, label=f"{method} (n={len(runs)})")
-                axis.fill_between(grid, low, high, alpha=0.2)
+                colour = ONLINE_COLOURS.get(method)
+                axis.plot(grid, mean, label=f"{method} (n={len(runs)})", color=colour)
+                axis.fill_between(grid, low, high, alpha=0.2, color=colour)
             level = offline.get(dataset, {}).get("data")
             if level is not None:
                 axis.axhline(level["mean"], color="grey", linestyle=":", label="data")
