@@ -352,6 +352,8 @@ def _comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, str]:
         a, b = methods.get(first), methods.get(second)
         if a is None or b is None:
             return "not run"
+        if min(a["seeds"], b["seeds"]) < 2:  # one seed has no interval: a difference is not resolved
+            return f"{first} {'≥' if a['iqm'] >= b['iqm'] else '<'} {second} (one seed: no interval)"
         if a["iqm_low"] > b["iqm_high"]:
             return f"{first} > {second} (intervals apart)"
         if a["iqm_high"] < b["iqm_low"]:
