@@ -106,7 +106,10 @@ KEEP_IQL = ("eval/", "iql/", "train/")
 #: One colour per method in every panel of the online figure.
 ONLINE_COLOURS = {"uni-o4": "C0", "ppo": "C1", "iql fine-tuned": "C2"}
 #: Sweeps of the benchmark, in the order they run.
-SWEEPS = ("baselines", "uni-o4", "scratch", "iql-finetune")
+SWEEPS = ("baselines", "uni-o4", "scratch", "iql-finetune", "critic-actions")
+#: Datasets of the critic-actions ablation: where the review measured most sampled actions outside
+#: the bounds (walker2d-medium) and a replay set.
+ABLATION_DATASETS = ("walker2d-medium-sac-v5", "hopper-medium-replay-sac-v5")
 
 
 def main() -> None:
@@ -115,6 +118,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--iql-finetune-seeds", type=int, default=3,
                         help="seeds of IQL fine-tuned online (about 25 core-minutes a run at cpu scale)")
+    parser.add_argument("--ablation-datasets", nargs="+", default=list(ABLATION_DATASETS),
+                        help="datasets of the critic-actions ablation (Uni-O4 offline with the code's raw actions)")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--online-steps", type=int, default=100_000,
                         help="env steps of Uni-O4's fine-tuning and of PPO from scratch (0: offline only)")
@@ -131,6 +136,7 @@ def main() -> None:
     def skip(sweep: str) -> bool:
         return arguments.report_only or (arguments.only is not None and sweep not in arguments.only)
 
+    ablation_datasets = [name for name in arguments.ablation_datasets if name in arguments.datasets]
     references = ensure_datasets(arguments.datasets, arguments.preset)
     envs = sorted({_env_of(name) for name in arguments.datasets})
 
@@ -156,6 +162,15 @@ def main() -> None:
                      skip("baselines"))
     sweep_or_records(f"{NAME}/uni-o4", uni_o4_spec(arguments.datasets), KEEP, arguments.workers, skip("uni-o4"),
                      extra_metrics=("online",))
+    # Ablation: offline PPO's critic scores the raw Gaussian samples (the released code's), against
+    # the main sweep's clipped ones; offline only, since the choice acts on the offline policy.
+    raw_actions = sweep_or_records(f"{NAME}/critic-actions", {
+        "name": f"{NAME}-critic-actions", "output": f"benchmarks/runs/{NAME}/critic-actions", "algorithm": "uni-o4",
+        "dataset": ablation_datasets, "preset": arguments.preset, "seeds": arguments.seeds,
+        "variants": {"raw": {"ppo_critic_actions": "raw"}},
+        "overrides": {"final_eval_episodes": arguments.final_eval_episodes,
+                      "ope_true_episodes": arguments.ope_true_episodes, "phase": "offline"},
+    }, KEEP, arguments.workers, skip("critic-actions")) if ablation_datasets else None
     scratch = iql_finetune = None
     if arguments.online_steps:
         scratch = sweep_or_records(f"{NAME}/scratch", {
@@ -233,6 +248,20 @@ def main() -> None:
                 steps_from_zero = np.concatenate([[0.0], steps])
                 curves.setdefault(dataset, {}).setdefault("ppo", []).append((steps_from_zero, normalized))
 
+    critic_actions: dict[str, dict[str, dict[str, list[float]]]] = {}
+    ablation_runs = [(run, "clip") for run in runs if run.algorithm == "uni-o4" and run.task in ablation_datasets]
+    ablation_runs += [(run, "raw") for run in (expand_sweep(raw_actions) if raw_actions is not None else [])]
+    for run, mode in ablation_runs:
+        if is_finished(run.run_dir):
+            entry = critic_actions.setdefault(run.task, {}).setdefault(mode, {})
+            facts = _critic_actions_facts(run.run_dir)
+            if not np.isfinite(facts["released selection"]):  # runs scored by uni_o4_released_selection.py
+                facts["released selection"] = backfilled.get(f"{run.task}/seed{run.seed}", {}).get(
+                    "offline/released_selection_normalized_score", float("nan"))
+            for name, value in facts.items():
+                if np.isfinite(value):
+                    entry.setdefault(name, []).append(value)
+
     offline_table = {dataset: {method: iqm_summary(values) for method, values in methods.items()}
                      for dataset, methods in offline_scores.items() if methods}
     comparisons = {dataset: _comparisons(methods) for dataset, methods in offline_table.items()}
@@ -241,8 +270,10 @@ def main() -> None:
     online_table = {dataset: _online_summary(methods) for dataset, methods in curves.items()}
     survival_table = {dataset: _survival_summary(runs) for dataset, runs in survival.items()
                       if any(len(run["model"]) for run in runs)}
+    critic_actions_table = {dataset: {mode: {name: iqm_summary(values) for name, values in facts.items()}
+                                      for mode, facts in modes.items()} for dataset, modes in critic_actions.items()}
     report = write_report(offline_table, comparisons, fidelity_table, amq_points, online_table, curves,
-                          RESULTS_DIR / NAME / "report", arguments, survival_table)
+                          RESULTS_DIR / NAME / "report", arguments, survival_table, critic_actions_table)
     write_result(NAME, list(range(arguments.seeds)), {
         "benchmark": NAME,
         "datasets": arguments.datasets,
@@ -255,6 +286,7 @@ def main() -> None:
         "offline_comparisons": comparisons,
         "amq_rank_correlation": fidelity_table,
         "amq_survival": survival_table,
+        "critic_actions_ablation": critic_actions_table,
         "online": online_table,
         "mean_offline_wall_time_s": {method: float(np.mean(values)) for method, values in wall.items()},
         "report": str(report.relative_to(REPOSITORY)),
@@ -281,6 +313,21 @@ def _load_dataset(name: str) -> Any:
     from hybridrl.data import load_dataset
 
     return load_dataset(name if "/" in name else f"hybridrl/{name}", validate=False)
+
+
+def _critic_actions_facts(run_dir: Path) -> dict[str, float]:
+    """What the critic-actions ablation compares: the offline policy's score, the released selection's,
+    AM-Q's pooled rank correlation, and the mean share of sampled action components outside the bounds."""
+    from hybridrl.core.logging import read_metrics
+
+    final = json.loads((run_dir / "final.json").read_text())
+    outside = [line["ppo/actions_outside_bounds"] for line in read_metrics(run_dir)
+               if "ppo/actions_outside_bounds" in line]
+    facts = {"offline score": final["offline/eval/normalized_score"],
+             "released selection": final.get("offline/released_selection_normalized_score", float("nan")),
+             "amq spearman": final.get("offline/ope_spearman_pooled", float("nan")),
+             "actions outside bounds": float(np.mean(outside)) if outside else float("nan")}
+    return {name: float(value) for name, value in facts.items()}
 
 
 def _survival(run_dir: Path) -> dict[str, Any]:
@@ -396,7 +443,7 @@ def _online_summary(methods: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> 
 def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity: dict[str, Any],
                  amq_points: dict[str, list[tuple[np.ndarray, np.ndarray]]], online: dict[str, Any],
                  curves: dict[str, Any], folder: Path, arguments: argparse.Namespace,
-                 survival: dict[str, Any] | None = None) -> Path:
+                 survival: dict[str, Any] | None = None, critic_actions: dict[str, Any] | None = None) -> Path:
     """report.md: the offline table with its verdicts, AM-Q's rank correlation with true return (and its
     scatter), the online table and the fine-tuning curves."""
     import matplotlib
@@ -483,6 +530,20 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
                          f"{entry['data_survival_from_amq_starts']:.0f} | {entry['real_survival_from_reset']:.0f} | "
                          f"{entry['spearman_model_real']:+.2f} | {entry['member_rounds_that_fell']} / "
                          f"{entry['member_rounds']} | {contrast} | {saturation} |")
+    if critic_actions:
+        lines += ["", "## Critic's actions in offline PPO: clipped (ours) vs raw (the released code's)", "",
+                  "The main sweep's Uni-O4 (`--ppo-critic-actions clip`: the reference's sampled actions clipped to "
+                  "the bounds before Q) against the same offline phase with the raw Gaussian samples "
+                  "(`--ppo-critic-actions raw`, the `critic-actions` sweep). *outside*: the mean share of sampled "
+                  "action components outside [-1, 1] over offline PPO.", "",
+                  "| dataset | critic's actions | offline score | released selection | AM-Q Spearman | outside |",
+                  "|---|---|---|---|---|---|"]
+        for dataset, modes in critic_actions.items():
+            for mode, facts in modes.items():
+                cells = [cell(facts.get(name)) for name in ("offline score", "released selection")]
+                spearman, outside = facts.get("amq spearman"), facts.get("actions outside bounds")
+                cells += [f"{spearman['mean']:+.2f}" if spearman else "–", f"{outside['mean']:.2f}" if outside else "–"]
+                lines.append(f"| {dataset} | {mode} | " + " | ".join(cells) + " |")
     if online:
         lines += ["", f"## Online fine-tuning ({arguments.online_steps:,} env steps)", "",
                   "| dataset | method | before fine-tuning | lowest in first quarter | final "
