@@ -11,8 +11,8 @@ their measured random/expert returns), so absolute numbers are not comparable wi
 committed records of the legacy PPO-made datasets (`hopper-medium-v5` ...) stay under their names;
 pass them with `--datasets` to reproduce those.
 
-Three sweeps, resumable and recorded (run directories in benchmarks/runs/uni_o4/, not
-committed; records in benchmarks/results/uni_o4/{baselines,uni-o4,scratch}/runs/, keeping every
+Five sweeps, resumable and recorded (run directories in benchmarks/runs/uni_o4/, not
+committed; records in benchmarks/results/uni_o4/<sweep>/runs/, keeping every
 evaluation and the `ope/`, `critic/`, `dynamics/`, `bc/` and `ppo/` diagnostics):
 
 * baselines: bc and iql on every dataset, `--seeds` seeds;
@@ -25,14 +25,18 @@ evaluation and the `ope/`, `critic/`, `dynamics/`, `bc/` and `ppo/` diagnostics)
   `--reward-normalization return-range`), offline, then fine-tuned online for `--online-steps`
   with the dataset seeding its replay: the paper-faithful IQL offline row and the IQL online row
   (`--iql-finetune-seeds`, 3 by default: one update per env step makes a run about 25 core-minutes,
-  and the issue asks for this comparison only where it fits).
+  and the issue asks for this comparison only where it fits);
+* critic-actions: Uni-O4's offline phase with the released code's critic queries, the raw Gaussian
+  samples (`--ppo-critic-actions raw`), on `--ablation-datasets`, against the uni-o4 sweep's
+  clipped ones on the same seeds.
 
 Baselines, then Uni-O4, then the others, each one sweep over every dataset, seed by seed (seed 0 on every dataset,
 then seed 1, ...), each run recorded as it finishes, so an interrupted sweep leaves every row with
 its finished seeds and no worker idles at a dataset's last seed. Each run's score is its final
 evaluation over `--final-eval-episodes` (50) episodes.
 
-    python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch iql-finetune] [--report-only]
+    python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch iql-finetune critic-actions]
+        [--report-only]
 """
 
 from __future__ import annotations
