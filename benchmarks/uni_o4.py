@@ -202,6 +202,12 @@ def main() -> None:
     # The released selection of runs that finished before Uni-O4 logged it (uni_o4_released_selection.py).
     backfill_path = RESULTS_DIR / "uni_o4_released_selection.json"
     backfilled = json.loads(backfill_path.read_text())["runs"] if backfill_path.is_file() else {}
+
+    def released_selection(run: Any, final: dict[str, Any]) -> float:
+        """The released code's selection's score: logged by the run, else backfilled, else NaN."""
+        key = "offline/released_selection_normalized_score"
+        return float(final.get(key, backfilled.get(f"{run.task}/seed{run.seed}", {}).get(key, float("nan"))))
+
     runs = [*expand_sweep(load_sweep_spec(baselines_spec(arguments.datasets))),
             *expand_sweep(load_sweep_spec(uni_o4_spec(arguments.datasets)))]
     for run in runs:
@@ -219,11 +225,9 @@ def main() -> None:
             scores.setdefault("uni-o4 bc start", []).append(float(final["offline/bc_normalized_score"]))
         if "offline/data_normalized_score" in final:
             scores.setdefault("data", []).append(float(final["offline/data_normalized_score"]))
-        released = final.get("offline/released_selection_normalized_score",
-                             backfilled.get(f"{run.task}/seed{run.seed}", {}).get(
-                                 "offline/released_selection_normalized_score"))
-        if released is not None:
-            scores.setdefault("released selection", []).append(float(released))
+        released = released_selection(run, final)
+        if np.isfinite(released):
+            scores.setdefault("released selection", []).append(released)
         for name in ("pooled", "within_rounds", "over_time"):
             if f"offline/ope_spearman_{name}" in final:
                 fidelity[run.task].setdefault(name, []).append(float(final[f"offline/ope_spearman_{name}"]))
@@ -258,10 +262,8 @@ def main() -> None:
     for run, mode in ablation_runs:
         if is_finished(run.run_dir):
             entry = critic_actions.setdefault(run.task, {}).setdefault(mode, {})
-            facts = _critic_actions_facts(run.run_dir)
-            if not np.isfinite(facts["released selection"]):  # runs scored by uni_o4_released_selection.py
-                facts["released selection"] = backfilled.get(f"{run.task}/seed{run.seed}", {}).get(
-                    "offline/released_selection_normalized_score", float("nan"))
+            final = json.loads((run.run_dir / "final.json").read_text())
+            facts = _critic_actions_facts(run.run_dir, final, released_selection(run, final))
             for name, value in facts.items():
                 if np.isfinite(value):
                     entry.setdefault(name, []).append(value)
@@ -319,16 +321,15 @@ def _load_dataset(name: str) -> Any:
     return load_dataset(name if "/" in name else f"hybridrl/{name}", validate=False)
 
 
-def _critic_actions_facts(run_dir: Path) -> dict[str, float]:
+def _critic_actions_facts(run_dir: Path, final: dict[str, Any], released: float) -> dict[str, float]:
     """What the critic-actions ablation compares: the offline policy's score, the released selection's,
     AM-Q's pooled rank correlation, and the mean share of sampled action components outside the bounds."""
     from hybridrl.core.logging import read_metrics
 
-    final = json.loads((run_dir / "final.json").read_text())
     outside = [line["ppo/actions_outside_bounds"] for line in read_metrics(run_dir)
                if "ppo/actions_outside_bounds" in line]
     facts = {"offline score": final["offline/eval/normalized_score"],
-             "released selection": final.get("offline/released_selection_normalized_score", float("nan")),
+             "released selection": released,
              "amq spearman": final.get("offline/ope_spearman_pooled", float("nan")),
              "actions outside bounds": float(np.mean(outside)) if outside else float("nan")}
     return {name: float(value) for name, value in facts.items()}
