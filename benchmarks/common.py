@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hybridrl.core import provenance
 from hybridrl.core.io import atomic_write_json
 
@@ -172,3 +174,19 @@ def iqm_summary(values: Any) -> dict[str, Any]:
     summary = summarize_seeds(values)
     return {**{key: summary[key] for key in ("mean", "iqm", "iqm_low", "iqm_high", "seeds")},
             "values": [round(value, 2) for value in summary["values"]]}
+
+
+def paired_difference(treated: dict[int, dict[str, Any]], base: dict[int, dict[str, Any]], key: str
+                      ) -> dict[str, Any] | None:
+    """Mean over the seeds both have of ``treated[seed][key] − base[seed][key]``, with its 95 %
+    bootstrap interval (seeds resampled), and relative to the base's mean."""
+    from hybridrl.experiments.statistics import interval_estimate, mean_score
+
+    seeds = sorted(seed for seed in set(treated) & set(base) if key in treated[seed] and key in base[seed])
+    if not seeds:
+        return None
+    differences = np.array([treated[seed][key] - base[seed][key] for seed in seeds], dtype=float)
+    base_mean = float(np.mean([base[seed][key] for seed in seeds]))
+    interval = interval_estimate(differences, mean_score)
+    return {"absolute": interval.estimate, "low": interval.lower, "high": interval.upper,
+            "relative": interval.estimate / abs(base_mean) if base_mean else None, "seeds": len(seeds)}

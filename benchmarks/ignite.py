@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, peak_memory_mb, sweep_or_records, write_result
+from common import RESULTS_DIR, paired_difference, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "ignite"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -140,22 +140,6 @@ def collect(specs: list[Any]) -> tuple[dict[tuple[str, str, str], dict[int, dict
 
 #: Final metrics whose IGNITE - base difference is reported per (task, optimiser).
 COMPARED = (*SCORES, "overestimation/mean", "overestimation/top")
-
-
-def paired_difference(treated: dict[int, dict[str, Any]], base: dict[int, dict[str, Any]], key: str
-                      ) -> dict[str, Any] | None:
-    """Mean over the seeds both have of ``treated[seed][key] − base[seed][key]``, with its 95 %
-    bootstrap interval (seeds resampled), and relative to the base's mean."""
-    from hybridrl.experiments.statistics import interval_estimate, mean_score
-
-    seeds = sorted(seed for seed in set(treated) & set(base) if key in treated[seed] and key in base[seed])
-    if not seeds:
-        return None
-    differences = np.array([treated[seed][key] - base[seed][key] for seed in seeds], dtype=float)
-    base_mean = float(np.mean([base[seed][key] for seed in seeds]))
-    interval = interval_estimate(differences, mean_score)
-    return {"absolute": interval.estimate, "low": interval.lower, "high": interval.upper,
-            "relative": interval.estimate / abs(base_mean) if base_mean else None, "seeds": len(seeds)}
 
 
 def summarize(finals: dict[tuple[str, str, str], dict[int, dict[str, Any]]]) -> dict[str, Any]:

@@ -9,10 +9,13 @@ methods with each other, not with the paper's values.
 Steps:
 
 1. **Expert**: SAC (`cpu` preset, true reward, action repeat 2) for ``EXPERT_STEPS`` agent steps in
-   benchmarks/runs/experts/ (kept across invocations; retrained on a new machine).
+   benchmarks/runs/experts/ (kept across invocations).
 2. **Demonstrations**: 10 mean-action episodes of the expert (`hybridrl data demos ENV --run-dir
    EXPERT --episodes 10`); their mean return is the expert reference (100), uniform random actions
-   the random one (0).
+   the random one (0). They are committed (benchmarks/assets/demos/, a Minari root, with the
+   experts' facts in experts.json; about 1 MB) and restored from there on a new machine, with no
+   expert trained: the sweep takes several sessions on several machines, and an expert retrained
+   elsewhere would not reproduce the demonstrations the recorded runs imitated.
 3. **Sweeps** per setting (task x demonstration count, `--settings`), resumable, recorded in
    benchmarks/results/imitation/<sweep>/runs/ with the diagnostics that explain the curves (the
    temperature, the discriminator's loss, gradient penalty and values, its reward on the
@@ -30,10 +33,9 @@ budget) and at equal SAC updates (AILBoost's final update count, read off the ot
     python benchmarks/imitation.py --seeds 3 --workers 2 [--steps 400000] \
         [--settings dmc:walker-walk:1 dmc:walker-walk:10 dmc:ball_in_cup-catch:1]
 
-The demonstrations are not committed (datasets never are); a run is only comparable with runs on
-the same demonstrations, so each summary records their fingerprint (a SHA-256 of their arrays),
-and the script refuses to add runs to recorded ones made from other demonstrations (e.g. a sweep
-resumed on a machine whose retrained expert differs).
+A run is only comparable with runs on the same demonstrations, so each summary records their
+fingerprint (a SHA-256 of their arrays), and the script refuses to add runs to recorded ones made
+from other demonstrations (e.g. a local ~/.minari copy that differs from the committed one).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from common import RESULTS_DIR, iqm_summary, peak_memory_mb, sweep_or_records, w
 NAME = "imitation"
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXPERTS = REPOSITORY / "benchmarks" / "runs" / "experts"
+#: The committed demonstrations (a Minari root: ``hybridrl/demos/<env>-v0``) and their experts' facts.
+DEMOS_ASSETS = REPOSITORY / "benchmarks" / "assets" / "demos"
 #: Agent steps of SAC expert training per env (the reference's CPU recipe).
 EXPERT_STEPS = {"dmc:walker-walk": 100_000, "dmc:ball_in_cup-catch": 100_000, "dmc:cheetah-run": 200_000}
 PAPER = {
@@ -67,9 +71,44 @@ def expert_run(env: str) -> Path:
 
 
 def ensure_expert_and_demos(env: str, episodes: int = 10) -> dict[str, Any]:
-    """Train the expert and record the demonstrations if missing; their facts for the result."""
+    """The demonstrations of ``env`` in the local Minari root, and their facts for the result.
+
+    Restored from the committed copy (:data:`DEMOS_ASSETS`) when there is one: a sweep spread over
+    several machines must keep imitating the same demonstrations, and an expert retrained on another
+    machine (another CPU, another float rounding) would not reproduce them. Otherwise the expert is
+    trained, the demonstrations recorded, and both the demonstrations and the expert's facts copied
+    into the assets for the next machine."""
+    from hybridrl.core.io import atomic_write_json
+    from hybridrl.data import DatasetNotFoundError, load_dataset, write_minari
+
+    demos = f"hybridrl/{_demos_name(env)}"
+    facts_path = DEMOS_ASSETS / "experts.json"
+    committed = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
+    try:
+        dataset = load_dataset(demos, validate=False)
+    except DatasetNotFoundError:
+        try:
+            dataset = load_dataset(demos, validate=False, root=DEMOS_ASSETS)
+            write_minari(dataset, demos)
+        except DatasetNotFoundError:
+            dataset = None
+    if dataset is None or env not in committed:
+        expert = _train_expert_and_record_demos(env, episodes, fresh_demos=dataset is None)
+        dataset = load_dataset(demos, validate=False)
+        write_minari(dataset, demos, root=DEMOS_ASSETS)
+        atomic_write_json(facts_path, {**committed, env: expert})
+    expert = json.loads(facts_path.read_text())[env]
+    random_return, expert_return = dataset.info.reference_returns or (float("nan"), float("nan"))
+    return {**expert, "demos": dataset.info.dataset_id, "demos_sha256": demos_fingerprint(dataset),
+            "demos_committed": str((DEMOS_ASSETS / demos).relative_to(REPOSITORY)),
+            "demo_episodes": dataset.num_episodes, "demo_returns": [float(r) for r in dataset.episode_returns()],
+            "reference_returns": {"random": random_return, "expert": expert_return}}
+
+
+def _train_expert_and_record_demos(env: str, episodes: int, fresh_demos: bool) -> dict[str, Any]:
+    """Train (or resume) the SAC expert, record ``episodes`` demonstrations if ``fresh_demos``; its facts."""
     from hybridrl.algorithms import get_algorithm
-    from hybridrl.data import DatasetNotFoundError, load_dataset
+    from hybridrl.core import provenance
     from hybridrl.data.demos import generate_demos
     from hybridrl.runs import is_finished, resume, start
 
@@ -81,18 +120,11 @@ def ensure_expert_and_demos(env: str, episodes: int = 10) -> dict[str, Any]:
             config = get_algorithm("sac").make_config("cpu", env=env, total_steps=EXPERT_STEPS.get(env, 300_000),
                                                       seed=1, eval_interval=25_000, checkpoint_interval=25_000)
             start(get_algorithm("sac"), config, run_dir)
-    try:
-        dataset = load_dataset(f"hybridrl/{_demos_name(env)}", validate=False)
-    except DatasetNotFoundError:
+    if fresh_demos:
         generate_demos(env, episodes, seed=0, run_dir=run_dir)
-        dataset = load_dataset(f"hybridrl/{_demos_name(env)}", validate=False)
     final = json.loads((run_dir / "final.json").read_text())
-    random_return, expert_return = dataset.info.reference_returns or (float("nan"), float("nan"))
     return {"expert_run": str(run_dir.relative_to(REPOSITORY)), "expert_steps": final.get("step"),
-            "expert_eval_return": final.get("eval/return_mean"), "demos": dataset.info.dataset_id,
-            "demos_sha256": demos_fingerprint(dataset),
-            "demo_episodes": dataset.num_episodes, "demo_returns": [float(r) for r in dataset.episode_returns()],
-            "reference_returns": {"random": random_return, "expert": expert_return}}
+            "expert_eval_return": final.get("eval/return_mean"), "machine": provenance.machine()}
 
 
 def demos_fingerprint(dataset: Any) -> str:
@@ -111,15 +143,18 @@ def check_same_demos(experts: dict[str, dict[str, Any]]) -> None:
     summary_path = RESULTS_DIR / f"{NAME}.json"
     if not summary_path.is_file():
         return
+    from hybridrl.data.minari_format import minari_root
+
     recorded = json.loads(summary_path.read_text()).get("experts", {})
     for env, facts in experts.items():
         before = recorded.get(env, {}).get("demos_sha256")
         if before is not None and before != facts["demos_sha256"]:
             raise SystemExit(
                 f"the demonstrations of {env} ({facts['demos']}) differ from those the recorded runs used "
-                f"(SHA-256 {facts['demos_sha256'][:12]} here, {before[:12]} in {summary_path.name}): a new expert was "
-                "trained here. Restore the original demonstrations into ~/.minari, or move the recorded runs of "
-                f"this task out of {RESULTS_DIR / NAME} to start the task afresh.")
+                f"(SHA-256 {facts['demos_sha256'][:12]} here, {before[:12]} in {summary_path.name}): they were "
+                f"made here. Delete the local copy (`hybridrl data list`; Minari root {minari_root()}) so that the "
+                f"committed one in {DEMOS_ASSETS} is restored, or move the recorded runs of this task out of "
+                f"{RESULTS_DIR / NAME} to start the task afresh.")
 
 
 def _demos_name(env: str) -> str:

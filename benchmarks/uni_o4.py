@@ -35,6 +35,10 @@ then seed 1, ...), each run recorded as it finishes, so an interrupted sweep lea
 its finished seeds and no worker idles at a dataset's last seed. Each run's score is its final
 evaluation over `--final-eval-episodes` (50) episodes.
 
+The datasets are made on each machine if missing, and a machine with another CPU makes other data
+(docs/datasets.md); the script checks each local dataset against the level every recorded run
+logged and refuses to train or report on one that differs (`check_same_datasets`).
+
     python benchmarks/uni_o4.py --seeds 5 --workers 2 [--only baselines uni-o4 scratch iql-finetune critic-actions]
         [--report-only]
 """
@@ -52,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS_DIR, iqm_summary, peak_memory_mb, sweep_or_records, write_result
+from common import RESULTS_DIR, iqm_summary, paired_difference, peak_memory_mb, sweep_or_records, write_result
 
 NAME = "uni_o4"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -82,6 +86,38 @@ def ensure_datasets(datasets: Sequence[str], preset: str) -> dict[str, tuple[flo
         assert dataset.info.reference_returns is not None
         references[name] = dataset.info.reference_returns
     return references
+
+
+def check_same_datasets(datasets: Sequence[str], references: dict[str, tuple[float, float]]) -> None:
+    """Refuse to add runs on, or report runs against, local datasets other than those the recorded runs used.
+
+    The SAC-made datasets are regenerated on each machine, and rollouts on another CPU (other float
+    rounding, grown over an episode or a SAC run) give other data: a local copy is only the recorded
+    one if its reference returns equal those of the last summary and its level (normalised mean
+    episode return) equals the ``offline/data_normalized_score`` every recorded Uni-O4 run logged."""
+    from hybridrl.data import load_dataset
+
+    summary_path = RESULTS_DIR / f"{NAME}.json"
+    recorded_references = json.loads(summary_path.read_text()).get("reference_returns", {}) \
+        if summary_path.is_file() else {}
+    wrong = []
+    for name in datasets:
+        levels = {round(float(record["final.json"]["offline/data_normalized_score"]), 6)
+                  for path in sorted((RESULTS_DIR / NAME).glob(f"*/runs/uni-o4/{name}/*/seed*.json"))
+                  if "offline/data_normalized_score" in (record := json.loads(path.read_text()))["final.json"]}
+        local_level = round(float(_normalize(np.mean(load_dataset(f"hybridrl/{name}", validate=False)
+                                                    .episode_returns()), references[name])), 6)
+        recorded = recorded_references.get(name)
+        if (recorded is not None and not np.allclose(recorded, references[name], rtol=0, atol=1e-6)) \
+                or (levels and levels != {local_level}):
+            wrong.append(f"{name}: here reference returns {tuple(round(v, 3) for v in references[name])}, level "
+                         f"{local_level:.3f}; recorded {tuple(round(v, 3) for v in recorded or ())}, "
+                         f"level {', '.join(f'{level:.3f}' for level in sorted(levels)) or '-'}")
+    if wrong:
+        raise SystemExit(
+            "the local datasets are not those the recorded runs used (datasets made on another CPU differ):\n  "
+            + "\n  ".join(wrong) + f"\nRun on a machine whose `hybridrl data make` reproduces them, or move the "
+            f"recorded runs out of {RESULTS_DIR / NAME} to start afresh on these datasets.")
 
 
 def _normalize(returns: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
@@ -142,6 +178,7 @@ def main() -> None:
 
     ablation_datasets = [name for name in arguments.ablation_datasets if name in arguments.datasets]
     references = ensure_datasets(arguments.datasets, arguments.preset)
+    check_same_datasets(arguments.datasets, references)
     envs = sorted({_env_of(name) for name in arguments.datasets})
 
     def baselines_spec(datasets: Sequence[str]) -> dict[str, Any]:
@@ -257,6 +294,7 @@ def main() -> None:
                 curves.setdefault(dataset, {}).setdefault("ppo", []).append((steps_from_zero, normalized))
 
     critic_actions: dict[str, dict[str, dict[str, list[float]]]] = {}
+    critic_actions_by_seed: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
     ablation_runs = [(run, "clip") for run in runs if run.algorithm == "uni-o4" and run.task in ablation_datasets]
     ablation_runs += [(run, "raw") for run in (expand_sweep(raw_actions) if raw_actions is not None else [])]
     for run, mode in ablation_runs:
@@ -264,6 +302,8 @@ def main() -> None:
             entry = critic_actions.setdefault(run.task, {}).setdefault(mode, {})
             final = json.loads((run.run_dir / "final.json").read_text())
             facts = _critic_actions_facts(run.run_dir, final, released_selection(run, final))
+            critic_actions_by_seed.setdefault(run.task, {}).setdefault(mode, {})[run.seed] = {
+                name: value for name, value in facts.items() if np.isfinite(value)}
             for name, value in facts.items():
                 if np.isfinite(value):
                     entry.setdefault(name, []).append(value)
@@ -278,6 +318,13 @@ def main() -> None:
                       if any(len(run["model"]) for run in runs)}
     critic_actions_table = {dataset: {mode: {name: iqm_summary(values) for name, values in facts.items()}
                                       for mode, facts in modes.items()} for dataset, modes in critic_actions.items()}
+    # Raw against clip on the same seeds: the seed fixes the data split, BC start and critic, so the
+    # paired difference is the sharper test of the one change.
+    for dataset, by_seed in critic_actions_by_seed.items():
+        if "raw" in by_seed and "clip" in by_seed:
+            critic_actions_table[dataset]["raw - clip, paired"] = {
+                name: difference for name in ("offline score", "released selection")
+                if (difference := paired_difference(by_seed["raw"], by_seed["clip"], name)) is not None}
     report = write_report(offline_table, comparisons, fidelity_table, amq_points, online_table, curves,
                           RESULTS_DIR / NAME / "report", arguments, survival_table, critic_actions_table)
     write_result(NAME, list(range(arguments.seeds)), {
@@ -545,6 +592,13 @@ def write_report(offline: dict[str, Any], comparisons: dict[str, Any], fidelity:
                   "|---|---|---|---|---|---|"]
         for dataset, modes in critic_actions.items():
             for mode, facts in modes.items():
+                if mode == "raw - clip, paired":
+                    cells = [f"{entry['absolute']:+.1f} [{entry['low']:+.1f}, {entry['high']:+.1f}] "
+                             f"(n={entry['seeds']})" if (entry := facts.get(name)) else "–"
+                             for name in ("offline score", "released selection")]
+                    lines.append(f"| {dataset} | raw − clip, same seeds (mean [95% CI]) | "
+                                 + " | ".join(cells) + " | – | – |")
+                    continue
                 cells = [cell(facts.get(name)) for name in ("offline score", "released selection")]
                 spearman, outside = facts.get("amq spearman"), facts.get("actions outside bounds")
                 cells += [f"{spearman['mean']:+.2f}" if spearman else "–", f"{outside['mean']:.2f}" if outside else "–"]
