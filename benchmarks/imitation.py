@@ -204,10 +204,13 @@ def main() -> None:
     os.chdir(REPOSITORY)
     settings = [parse_setting(text) for text in arguments.settings]
     envs = sorted({env for env, _ in settings})
-    if arguments.report_only:  # nothing is trained: the recorded facts of the last summary stand
+    if arguments.report_only:  # nothing trained: committed demonstrations restored, else the last summary's facts
         summary_path = RESULTS_DIR / f"{NAME}.json"
         recorded = json.loads(summary_path.read_text()).get("experts", {}) if summary_path.is_file() else {}
-        experts = {env: recorded.get(env, {}) for env in envs}
+        committed = DEMOS_ASSETS / "experts.json"
+        committed_envs = json.loads(committed.read_text()) if committed.is_file() else {}
+        experts = {env: ensure_expert_and_demos(env) if env in committed_envs else recorded.get(env, {})
+                   for env in envs}
     else:
         experts = {env: ensure_expert_and_demos(env) for env in envs}
         check_same_demos(experts)
