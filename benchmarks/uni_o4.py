@@ -293,20 +293,15 @@ def main() -> None:
                 steps_from_zero = np.concatenate([[0.0], steps])
                 curves.setdefault(dataset, {}).setdefault("ppo", []).append((steps_from_zero, normalized))
 
-    critic_actions: dict[str, dict[str, dict[str, list[float]]]] = {}
     critic_actions_by_seed: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
     ablation_runs = [(run, "clip") for run in runs if run.algorithm == "uni-o4" and run.task in ablation_datasets]
     ablation_runs += [(run, "raw") for run in (expand_sweep(raw_actions) if raw_actions is not None else [])]
     for run, mode in ablation_runs:
         if is_finished(run.run_dir):
-            entry = critic_actions.setdefault(run.task, {}).setdefault(mode, {})
             final = json.loads((run.run_dir / "final.json").read_text())
             facts = _critic_actions_facts(run.run_dir, final, released_selection(run, final))
             critic_actions_by_seed.setdefault(run.task, {}).setdefault(mode, {})[run.seed] = {
                 name: value for name, value in facts.items() if np.isfinite(value)}
-            for name, value in facts.items():
-                if np.isfinite(value):
-                    entry.setdefault(name, []).append(value)
 
     offline_table = {dataset: {method: iqm_summary(values) for method, values in methods.items()}
                      for dataset, methods in offline_scores.items() if methods}
@@ -316,8 +311,10 @@ def main() -> None:
     online_table = {dataset: _online_summary(methods) for dataset, methods in curves.items()}
     survival_table = {dataset: _survival_summary(runs) for dataset, runs in survival.items()
                       if any(len(run["model"]) for run in runs)}
-    critic_actions_table = {dataset: {mode: {name: iqm_summary(values) for name, values in facts.items()}
-                                      for mode, facts in modes.items()} for dataset, modes in critic_actions.items()}
+    critic_actions_table: dict[str, dict[str, dict[str, Any]]] = {
+        dataset: {mode: {name: iqm_summary([facts[name] for facts in seeds.values() if name in facts])
+                         for name in dict.fromkeys(name for facts in seeds.values() for name in facts)}
+                  for mode, seeds in modes.items()} for dataset, modes in critic_actions_by_seed.items()}
     # Raw against clip on the same seeds: the seed fixes the data split, BC start and critic, so the
     # paired difference is the sharper test of the one change.
     for dataset, by_seed in critic_actions_by_seed.items():
