@@ -95,8 +95,6 @@ def check_same_datasets(datasets: Sequence[str], references: dict[str, tuple[flo
     rounding, grown over an episode or a SAC run) give other data: a local copy is only the recorded
     one if its reference returns equal those of the last summary and its level (normalised mean
     episode return) equals the ``offline/data_normalized_score`` every recorded Uni-O4 run logged."""
-    from hybridrl.data import load_dataset
-
     summary_path = RESULTS_DIR / f"{NAME}.json"
     recorded_references = json.loads(summary_path.read_text()).get("reference_returns", {}) \
         if summary_path.is_file() else {}
@@ -105,8 +103,7 @@ def check_same_datasets(datasets: Sequence[str], references: dict[str, tuple[flo
         levels = {round(float(record["final.json"]["offline/data_normalized_score"]), 6)
                   for path in sorted((RESULTS_DIR / NAME).glob(f"*/runs/uni-o4/{name}/*/seed*.json"))
                   if "offline/data_normalized_score" in (record := json.loads(path.read_text()))["final.json"]}
-        local_level = round(float(_normalize(np.mean(load_dataset(f"hybridrl/{name}", validate=False)
-                                                    .episode_returns()), references[name])), 6)
+        local_level = dataset_level(name, references[name])
         recorded = recorded_references.get(name)
         if (recorded is not None and not np.allclose(recorded, references[name], rtol=0, atol=1e-6)) \
                 or (levels and levels != {local_level}):
@@ -118,6 +115,12 @@ def check_same_datasets(datasets: Sequence[str], references: dict[str, tuple[flo
             "the local datasets are not those the recorded runs used (datasets made on another CPU differ):\n  "
             + "\n  ".join(wrong) + f"\nRun on a machine whose `hybridrl data make` reproduces them, or move the "
             f"recorded runs out of {RESULTS_DIR / NAME} to start afresh on these datasets.")
+
+
+def dataset_level(name: str, reference: tuple[float, float]) -> float:
+    """The local copy of dataset ``name``'s level: its normalised mean episode return, as each Uni-O4
+    run logs it (``offline/data_normalized_score``), rounded to 6 decimals for comparison."""
+    return round(float(_normalize(np.mean(_load_dataset(name).episode_returns()), reference)), 6)
 
 
 def _normalize(returns: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
@@ -299,7 +302,7 @@ def main() -> None:
     for run, mode in ablation_runs:
         if is_finished(run.run_dir):
             final = json.loads((run.run_dir / "final.json").read_text())
-            facts = _critic_actions_facts(run.run_dir, final, released_selection(run, final))
+            facts = critic_actions_facts(run.run_dir, final, released_selection(run, final))
             critic_actions_by_seed.setdefault(run.task, {}).setdefault(mode, {})[run.seed] = {
                 name: value for name, value in facts.items() if np.isfinite(value)}
 
@@ -365,7 +368,7 @@ def _load_dataset(name: str) -> Any:
     return load_dataset(name if "/" in name else f"hybridrl/{name}", validate=False)
 
 
-def _critic_actions_facts(run_dir: Path, final: dict[str, Any], released: float) -> dict[str, float]:
+def critic_actions_facts(run_dir: Path, final: dict[str, Any], released: float) -> dict[str, float]:
     """What the critic-actions ablation compares: the offline policy's score, the released selection's,
     AM-Q's pooled rank correlation, and the mean share of sampled action components outside the bounds."""
     from hybridrl.core.logging import read_metrics

@@ -167,6 +167,40 @@ def test_online_phase_fine_tunes_a_finished_offline_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("minari_root")
+def test_reusing_another_runs_stages_gives_the_run_trained_in_full(tmp_path: Path) -> None:
+    options = dict(dataset="hopper-medium-v5", seed=3, phase="offline")
+    whole = runs.start(SPEC, SPEC.make_config("smoke", ppo_critic_actions="raw", **options), tmp_path / "whole")
+    clip = runs.start(SPEC, SPEC.make_config("smoke", **options), tmp_path / "sweep" / "clip")
+    # From the run directory, or found in a folder of runs by dataset, seed and stage options.
+    for source in (clip.run_dir, tmp_path / "sweep"):
+        reused = runs.start(SPEC, SPEC.make_config("smoke", ppo_critic_actions="raw", reuse_stages_from=str(source),
+                                                   **options), tmp_path / f"reused-{source.name}")
+        assert_trees_equal(_artefacts(whole.run_dir), _artefacts(reused.run_dir))
+        assert metrics_without_timing(whole.run_dir) == metrics_without_timing(reused.run_dir)
+        def untimed(final: dict[str, object]) -> dict[str, object]:
+            return {name: value for name, value in final.items() if "wall_time" not in name}
+
+        assert untimed(reused.final) == untimed(whole.final)
+
+
+@pytest.mark.usefixtures("minari_root")
+def test_reusing_stages_trained_otherwise_or_unfinished_is_a_clear_error(tmp_path: Path) -> None:
+    options = dict(dataset="hopper-medium-v5", seed=3, phase="offline")
+    interrupt_run(SPEC, SPEC.make_config("smoke", **options), tmp_path / "runs" / "early", stop_at_step=300)
+    with pytest.raises(HybridRLError, match=r"before offline PPO \(step 600\); finish its stages"):
+        runs.start(SPEC, SPEC.make_config("smoke", reuse_stages_from=str(tmp_path / "runs" / "early"), **options),
+                   tmp_path / "a")
+    with pytest.raises(HybridRLError, match="--bc-steps 200 there, 100 here"):
+        runs.start(SPEC, SPEC.make_config("smoke", bc_steps=100, reuse_stages_from=str(tmp_path / "runs" / "early"),
+                                          **options), tmp_path / "b")
+    with pytest.raises(HybridRLError, match="holds no Uni-O4 run that trained its stages with this run's options"):
+        runs.start(SPEC, SPEC.make_config("smoke", reuse_stages_from=str(tmp_path / "runs"), **{**options, "seed": 4}),
+                   tmp_path / "c")
+    with pytest.raises(ConfigError, match="drop one of them"):
+        SPEC.make_config("smoke", reuse_stages_from=str(tmp_path), phase="online", offline_run=str(tmp_path))
+
+
+@pytest.mark.usefixtures("minari_root")
 def test_dataset_of_another_env_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "uni-o4", "--preset", "smoke", "--dataset", "hopper-medium-v5", "--env", "Walker2d-v5",
                  "--run-dir", str(tmp_path / "run"), "--no-progress"])

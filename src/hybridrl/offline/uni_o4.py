@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -45,12 +46,14 @@ import optax
 from flax import serialization, struct
 
 from hybridrl.algorithms import AlgorithmSpec
+from hybridrl.core.checkpoint import load_checkpoint
 from hybridrl.core.distributions import DiagGaussian
 from hybridrl.core.evaluation import ActFunction
-from hybridrl.core.logging import read_metrics
+from hybridrl.core.io import atomic_write_text
+from hybridrl.core.logging import METRICS_FILE, read_metrics
 from hybridrl.core.networks import GaussianPolicy, ValueHead
 from hybridrl.core.seeding import Seeder
-from hybridrl.errors import CheckpointError, ConfigError
+from hybridrl.errors import CheckpointError, ConfigError, RunDirectoryError
 from hybridrl.experiments.statistics import ope_fidelity, spearman
 from hybridrl.offline import bc, dynamics, iql, ope
 from hybridrl.offline.common import (
@@ -166,6 +169,12 @@ class UniO4Config(OfflineToOnlineConfig):
     offline_policy: Literal["gated", "last-iterate"] = "gated"
     """The offline policy of each member: gated = its last reference AM-Q accepted (BC where none was),
     the paper's; last-iterate = its last offline PPO iterate, whatever AM-Q said (the released code's)."""
+    reuse_stages_from: str = ""
+    """Start at offline PPO with the critic, dynamics model and BC ensemble of another Uni-O4 run
+    (past its BC stage, trained with the same options for those stages), taking its metrics up to
+    there as this run's: an ablation of offline PPO's options costs only its own stage. A run
+    directory, or a folder of runs (e.g. a sweep's output), searched for the run with this run's
+    dataset, seed and stage options. '' trains every stage."""
     # -- online PPO fine-tuning ---------------------------------------------------------------------
     online_rollout_steps: int = 2048
     """Environment steps per PPO update (one env)."""
@@ -209,6 +218,9 @@ class UniO4Config(OfflineToOnlineConfig):
             raise ConfigError(f"--expectile must lie in (0, 1), got {self.expectile}")
         if self.ppo_patience < 0 or self.ope_true_episodes < 0:
             raise ConfigError("--ppo-patience and --ope-true-episodes must be >= 0 (0 turns them off)")
+        if self.reuse_stages_from and self.phase == "online":
+            raise ConfigError("--reuse-stages-from starts the offline phase from another run's stages; with "
+                              "--phase online the offline phase is --offline-run's: drop one of them")
         self.validate_phase("uni-o4")
 
 
@@ -247,6 +259,55 @@ TASK_SETTINGS: dict[str, dict[str, Any]] = {
     "halfcheetah": dict(online_learning_rate=3e-5, online_epochs=30, online_reward_scale=1.0,
                         policy_activation="tanh"),
 }
+
+
+#: Options that act only from offline PPO on (or only on logging and evaluation): a run may take the
+#: critic, dynamics and BC stages of a run that differs from it in these alone (``reuse_stages_from``).
+PPO_STAGE_OPTIONS = frozenset({
+    "preset", "phase", "offline_run", "reuse_stages_from", "eval_interval", "eval_episodes", "final_eval_episodes",
+    "ppo_steps", "ppo_batch_size", "ppo_learning_rate", "ppo_clip", "ppo_clip_decay_until", "ppo_max_grad_norm",
+    "ppo_critic_actions", "ppo_patience", "ope_interval", "ope_true_episodes", "ope_horizon", "ope_sample_model",
+    "select_with_online_evals", "offline_policy", *(field.name for field in dataclasses.fields(UniO4Config)
+                                                    if field.name.startswith("online_"))})
+
+
+def stage_option_differences(config: UniO4Config, other: UniO4Config) -> list[str]:
+    """The options of the critic, dynamics and BC stages in which ``other`` differs from ``config``."""
+    return [f"--{field.name.replace('_', '-')} {getattr(other, field.name)!r} there, "
+            f"{getattr(config, field.name)!r} here" for field in dataclasses.fields(config)
+            if field.name not in PPO_STAGE_OPTIONS and getattr(other, field.name) != getattr(config, field.name)]
+
+
+def find_stages_run(source: Path, config: UniO4Config) -> Path:
+    """The run whose stages ``config`` reuses: ``source`` itself if it is a run directory, else the
+    Uni-O4 run under ``source`` trained with ``config``'s stage options (dataset and seed included).
+
+    :raises RunDirectoryError: there is no such run, or the run directory's stages differ.
+    """
+    from hybridrl.runs import CONFIG_FILE, read_run_config
+
+    if (source / CONFIG_FILE).is_file():
+        spec, other = read_run_config(source)
+        if spec.name != "uni-o4":
+            raise RunDirectoryError(f"--reuse-stages-from {source} is a {spec.name} run; pass a Uni-O4 run")
+        if differences := stage_option_differences(config, other):
+            raise RunDirectoryError(f"--reuse-stages-from {source} trained its critic, dynamics or BC with other "
+                                    f"options ({'; '.join(differences)}); pass the same options, or leave "
+                                    "--reuse-stages-from out to train every stage")
+        return source
+    if not source.is_dir():
+        raise RunDirectoryError(f"--reuse-stages-from {source} does not exist; pass a Uni-O4 run directory or a "
+                                "folder of runs")
+    for path in sorted(source.rglob(CONFIG_FILE)):
+        try:
+            spec, other = read_run_config(path.parent)
+        except (RunDirectoryError, ConfigError):
+            continue
+        # A run that itself reused stages is skipped: the run that trained them is the source.
+        if spec.name == "uni-o4" and not other.reuse_stages_from and not stage_option_differences(config, other):
+            return path.parent
+    raise RunDirectoryError(f"--reuse-stages-from {source} holds no Uni-O4 run that trained its stages with this "
+                            f"run's options (dataset {config.dataset!r}, seed {config.seed}); train that run first")
 
 
 def task_presets(preset: str, values: Any) -> dict[str, Any]:
@@ -471,6 +532,32 @@ class UniO4Trainer(OfflineToOnlineTrainer):
         self.dynamics_trained = False
         if config.phase == "online":
             self.load_checkpoint(Path(config.offline_run) / "checkpoint.ckpt")
+        elif config.reuse_stages_from and not (self.run_dir / "checkpoint.ckpt").is_file():
+            self.reuse_stages(find_stages_run(Path(config.reuse_stages_from), config))
+
+    def reuse_stages(self, source: Path) -> None:
+        """Start at offline PPO with run ``source``'s critic, dynamics model and BC ensemble, its
+        metrics up to there written as this run's (a fresh run only; ``reuse_stages_from``)."""
+        ppo_start = sum(stage.total_steps for stage in self.stages()[:3])
+        state, _, _, step = load_checkpoint(source / "checkpoint.ckpt", algorithm=self.algorithm,
+                                            template=self.checkpoint_state())
+        if step < ppo_start:
+            raise RunDirectoryError(f"--reuse-stages-from {source} is at gradient step {step}, before offline PPO "
+                                    f"(step {ppo_start}); finish its stages first (`hybridrl resume {source}`)")
+        # PPO starts from the BC ensemble exactly as after this run's own BC stage (_train_bc): same
+        # members, same key, so the result is the one a full run would give.
+        self.artefacts = dataclasses.replace(
+            state, ppo=self._init_ppo(state.behaviour.params["members"], self.artefacts.ppo.key),
+            selected=jnp.zeros((), jnp.int32))
+        lines = [line for line in read_metrics(source) if line["step"] <= ppo_start]
+        atomic_write_text(self.run_dir / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
+        evaluations = [line for line in lines if "eval/return_mean" in line]
+        self.step = ppo_start
+        self.elapsed = float(lines[-1].get("time", 0.0)) if lines else 0.0
+        self.last_eval = ({name: value for name, value in evaluations[-1].items() if name.startswith("eval/")}
+                          if evaluations else {})
+        self.last_eval_step = int(evaluations[-1]["step"]) if evaluations else -1
+        self.dynamics_trained = True
 
     def _init_ppo(self, behaviour_params: Any, key: jax.Array) -> OfflinePPOState:
         optimizer = _member_optimizer(self.offline_config.ppo_max_grad_norm)
