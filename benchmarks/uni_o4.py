@@ -28,7 +28,8 @@ evaluation and the `ope/`, `critic/`, `dynamics/`, `bc/` and `ppo/` diagnostics)
   and the issue asks for this comparison only where it fits);
 * critic-actions: Uni-O4's offline phase with the released code's critic queries, the raw Gaussian
   samples (`--ppo-critic-actions raw`), on `--ablation-datasets`, against the uni-o4 sweep's
-  clipped ones on the same seeds.
+  clipped ones on the same seeds. It needs the recorded datasets (seed 0 is recorded); the same
+  ablation on any one machine's data, both variants, is `benchmarks/uni_o4_critic_actions.py`.
 
 Baselines, then Uni-O4, then the others, each one sweep over every dataset, seed by seed (seed 0 on every dataset,
 then seed 1, ...), each run recorded as it finishes, so an interrupted sweep leaves every row with
