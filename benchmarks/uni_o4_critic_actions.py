@@ -122,7 +122,10 @@ def main() -> None:
                 name: difference for name in FACTS
                 if (difference := paired_difference(modes["raw"], modes["clip"], name)) is not None}
     report = write_report(table, RESULTS_DIR / NAME / "report", arguments.seeds)
-    write_result(NAME, list(range(arguments.seeds)), {
+    # The seeds with a finished pair (the records' own seeds are in each record).
+    paired_seeds = sorted({seed for modes in by_seed.values() if set(MODES) <= set(modes)
+                           for seed in set(modes["clip"]) & set(modes["raw"])})
+    write_result(NAME, paired_seeds, {
         "benchmark": NAME,
         "datasets": arguments.datasets,
         "preset": arguments.preset,
