@@ -51,7 +51,7 @@ import functools
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +101,7 @@ def check_same_datasets(datasets: Sequence[str], references: dict[str, tuple[flo
         if summary_path.is_file() else {}
     wrong = []
     for name in datasets:
-        levels = {round(float(record["final.json"]["offline/data_normalized_score"]), 6)
-                  for path in sorted((RESULTS_DIR / NAME).glob(f"*/runs/uni-o4/{name}/*/seed*.json"))
-                  if "offline/data_normalized_score" in (record := json.loads(path.read_text()))["final.json"]}
+        levels = recorded_levels((RESULTS_DIR / NAME).glob(f"*/runs/uni-o4/{name}/*/seed*.json"))
         local_level = dataset_level(name, references[name])
         recorded = recorded_references.get(name)
         if (recorded is not None and not np.allclose(recorded, references[name], rtol=0, atol=1e-6)) \
@@ -116,6 +114,13 @@ def check_same_datasets(datasets: Sequence[str], references: dict[str, tuple[flo
             "the local datasets are not those the recorded runs used (datasets made on another CPU differ):\n  "
             + "\n  ".join(wrong) + f"\nRun on a machine whose `hybridrl data make` reproduces them, or move the "
             f"recorded runs out of {RESULTS_DIR / NAME} to start afresh on these datasets.")
+
+
+def recorded_levels(records: Iterable[Path]) -> set[float]:
+    """The data levels (``offline/data_normalized_score``, rounded as :func:`dataset_level`) the
+    recorded Uni-O4 runs ``records`` logged."""
+    return {round(float(record["final.json"]["offline/data_normalized_score"]), 6) for path in sorted(records)
+            if "offline/data_normalized_score" in (record := json.loads(path.read_text()))["final.json"]}
 
 
 def dataset_level(name: str, reference: tuple[float, float]) -> float:

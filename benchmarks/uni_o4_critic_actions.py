@@ -34,24 +34,28 @@ from typing import Any
 import numpy as np
 
 from common import RESULTS_DIR, iqm_summary, paired_difference, peak_memory_mb, sweep_or_records, write_result
-from uni_o4 import ABLATION_DATASETS, KEEP, REPOSITORY, critic_actions_facts, dataset_level, ensure_datasets
+from uni_o4 import (
+    ABLATION_DATASETS,
+    KEEP,
+    REPOSITORY,
+    critic_actions_facts,
+    dataset_level,
+    ensure_datasets,
+    recorded_levels,
+)
 
 NAME = "uni_o4_critic_actions"
 MODES = ("clip", "raw")
 FACTS = ("offline score", "released selection", "amq spearman", "actions outside bounds")
 
 
-def _recorded_levels(dataset: str) -> set[float]:
-    """The data levels (normalised mean episode return) this benchmark's recorded runs of ``dataset`` logged."""
-    return {round(float(json.loads(path.read_text())["final.json"]["offline/data_normalized_score"]), 6)
-            for path in sorted((RESULTS_DIR / NAME / "runs" / "uni-o4" / dataset).glob("*/seed*.json"))}
-
-
 def check_same_data(datasets: list[str], references: dict[str, tuple[float, float]]) -> None:
     """Refuse to add runs on local data other than the data this benchmark's recorded runs trained on."""
-    wrong = [f"{name}: here level {level:.3f}, recorded {', '.join(f'{v:.3f}' for v in sorted(recorded))}"
-             for name in datasets
-             if (recorded := _recorded_levels(name)) and recorded != {level := dataset_level(name, references[name])}]
+    wrong = []
+    for name in datasets:
+        recorded = recorded_levels((RESULTS_DIR / NAME / "runs" / "uni-o4" / name).glob("*/seed*.json"))
+        if recorded and recorded != {level := dataset_level(name, references[name])}:
+            wrong.append(f"{name}: here level {level:.3f}, recorded {', '.join(f'{v:.3f}' for v in sorted(recorded))}")
     if wrong:
         raise SystemExit("the local datasets are not those this benchmark's recorded runs used (datasets made on "
                          "another CPU differ):\n  " + "\n  ".join(wrong) + f"\nRun on the machine that made them, "

@@ -177,10 +177,11 @@ def test_reusing_another_runs_stages_gives_the_run_trained_in_full(tmp_path: Pat
                                                    **options), tmp_path / f"reused-{source.name}")
         assert_trees_equal(_artefacts(whole.run_dir), _artefacts(reused.run_dir))
         assert metrics_without_timing(whole.run_dir) == metrics_without_timing(reused.run_dir)
-        def untimed(final: dict[str, object]) -> dict[str, object]:
-            return {name: value for name, value in final.items() if "wall_time" not in name}
+        assert _untimed(reused.final) == _untimed(whole.final)
 
-        assert untimed(reused.final) == untimed(whole.final)
+
+def _untimed(final: dict[str, object]) -> dict[str, object]:
+    return {name: value for name, value in final.items() if "wall_time" not in name}
 
 
 @pytest.mark.usefixtures("minari_root")
